@@ -1,0 +1,14 @@
+"""stroke: a Lightning + Hydra framework for brain CT/MRI stroke classification."""
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+__version__ = "0.1.0"
+
+#: The repository root (this package is installed in editable mode from it).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Configs name paths relative to the project, not to the shell's working directory.
+if not OmegaConf.has_resolver("stroke_root"):
+    OmegaConf.register_new_resolver("stroke_root", lambda: str(PROJECT_ROOT))

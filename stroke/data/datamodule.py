@@ -1,0 +1,190 @@
+"""The LightningDataModule every data config builds: source -> classes -> splits -> loaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from stroke.data.dataset import ImageClassificationDataset
+from stroke.data.images import ImageLoader
+from stroke.data.samples import (
+    SPLITS,
+    Sample,
+    apply_class_map,
+    resolve_classes,
+    write_splits_csv,
+)
+from stroke.data.splits import assign_splits
+from stroke.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_num_workers(num_workers: int | str) -> int:
+    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding."""
+    if num_workers == "auto":
+        return max(0, min(8, available_cpus() - 1))
+    if isinstance(num_workers, int) and num_workers >= 0:
+        return num_workers
+    raise DatasetError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
+
+
+class StrokeDataModule(L.LightningDataModule):
+    """Images from any source, split patient-aware, augmented on the train split only."""
+
+    def __init__(
+        self,
+        source: object,
+        root: str | None = None,
+        image_size: int = 128,
+        in_chans: int = 1,
+        batch_size: int = 32,
+        num_workers: int | str = "auto",
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        seed: int = 42,
+        class_map: Mapping[str, str | None] | None = None,
+        classes: Sequence[str] | None = None,
+        mean: float | Sequence[float] = 0.5,
+        std: float | Sequence[float] = 0.25,
+        train_transform: Callable | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if in_chans not in (1, 3):
+            raise DatasetError(f"data.in_chans must be 1 or 3, got {in_chans!r}")
+        if not isinstance(image_size, int) or image_size < 8:
+            raise DatasetError(f"data.image_size must be an integer >= 8, got {image_size!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise DatasetError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
+        self.source = source
+        self.root = root
+        self.image_size = image_size
+        self.in_chans = in_chans
+        self.batch_size = batch_size
+        self.num_workers = resolve_num_workers(num_workers)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.class_map = dict(class_map) if class_map else None
+        self.requested_classes = list(classes) if classes is not None else None
+        self.mean = _per_channel(mean, in_chans, "mean")
+        self.std = _per_channel(std, in_chans, "std")
+        self.train_transform = train_transform
+        self.pin_memory = pin_memory
+        self.loader = ImageLoader(image_size, in_chans)
+        self.samples: list[Sample] | None = None
+        self.class_names: list[str] = []
+        self.datasets: dict[str, ImageClassificationDataset] = {}
+
+    # -- what the model needs to know -------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        """Number of classes after class_map (valid after setup)."""
+        return len(self.class_names)
+
+    def split_samples(self, split: str) -> list[Sample]:
+        """The samples of one split (valid after setup)."""
+        self._require_setup()
+        return [s for s in self.samples if s.split == split]
+
+    def class_counts(self, split: str = "train") -> list[int]:
+        """Images per class in a split, in class order: the basis of class weights."""
+        counts = Counter(s.label for s in self.split_samples(split))
+        return [counts.get(c, 0) for c in self.class_names]
+
+    def write_splits(self, path: str | Path) -> None:
+        """Record which image went to which split, so a run can be audited and reproduced."""
+        self._require_setup()
+        write_splits_csv(self.samples, Path(path))
+
+    # -- Lightning hooks ---------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """List, map and split the samples once; build the three datasets."""
+        if self.samples is not None:
+            return
+        where = repr(self.source)
+        samples = self.source.load()
+        if not samples:
+            raise DatasetError(f"{where} holds no images")
+        empty = [s.path for s in samples if s.path.stat().st_size == 0]
+        if empty:
+            raise DatasetError(
+                f"{len(empty)} image file(s) are empty (0 bytes), e.g. {empty[0]}; "
+                "re-export or remove them"
+            )
+        samples = apply_class_map(samples, self.class_map)
+        if not samples:
+            raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
+        self.class_names = resolve_classes(samples, self.requested_classes, where)
+        self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
+        class_to_idx = {c: i for i, c in enumerate(self.class_names)}
+        for split in SPLITS:
+            transform = self.train_transform if split == "train" else None
+            self.datasets[split] = ImageClassificationDataset(
+                [s for s in self.samples if s.split == split],
+                class_to_idx,
+                self.loader,
+                transform,
+                self.mean,
+                self.std,
+            )
+        if len(self.datasets["train"]) == 0:
+            raise DatasetError(f"no training images left in {where} after splitting")
+        log.info(
+            "data: %s, classes %s, images train/val/test %d/%d/%d, patients %d",
+            where,
+            self.class_names,
+            *(len(self.datasets[s]) for s in SPLITS),
+            len({s.patient_id for s in self.samples}),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self._require_setup()
+        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=pin,
+            drop_last=False,
+        )
+
+    def _require_setup(self) -> None:
+        if self.samples is None:
+            raise RuntimeError("call setup() on the datamodule first")
+
+
+def _per_channel(value: float | Sequence[float], in_chans: int, key: str) -> list[float]:
+    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
+    if len(values) == 1:
+        return values * in_chans
+    if len(values) != in_chans:
+        raise DatasetError(f"data.{key} has {len(values)} values for in_chans={in_chans}")
+    return values

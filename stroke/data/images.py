@@ -1,0 +1,92 @@
+"""Decoding images of any mode into the uint8 arrays the model pipeline works on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from stroke.errors import DatasetError
+
+
+def read_image(path: str | Path, in_chans: int) -> np.ndarray:
+    """Decode an image file into a uint8 HxWxC array with `in_chans` channels (1 or 3).
+
+    Grayscale, RGB, RGBA (composited on black: transparent is air), palette and 16-bit
+    images are accepted; 16-bit and 32-bit images are rescaled from their own min..max,
+    since their stored range (e.g. HU + 1024) says nothing about a display window.
+    """
+    path = Path(path)
+    if in_chans not in (1, 3):
+        raise DatasetError(f"data.in_chans must be 1 or 3, got {in_chans!r}")
+    try:
+        if path.stat().st_size == 0:
+            raise DatasetError(f"image file {path} is empty (0 bytes)")
+        with Image.open(path) as img:
+            img.load()
+            array = _to_uint8(img)
+    except DatasetError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"cannot decode image {path}: {err}") from err
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if in_chans == 1 and array.shape[2] == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2GRAY)[:, :, None]
+    elif in_chans == 3 and array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array)
+
+
+def _to_uint8(img: Image.Image) -> np.ndarray:
+    """A PIL image as uint8 array, 2-D for grayscale, HxWx3 for colour."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        scaled = (values - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(values)
+        return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode == "L":
+        return np.asarray(img)
+    if mode in ("1", "P", "CMYK", "YCbCr", "RGB", "HSV", "LAB"):
+        rgb = np.asarray(img.convert("RGB"))
+        # Grayscale content saved as RGB/palette stays single-channel-equivalent either way.
+        return rgb
+    return np.asarray(img.convert("RGB"))
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize keeping the aspect ratio and pad with black to a `size` x `size` square.
+
+    Stretching would change skull shape and lesion geometry between scanners with
+    different fields of view; padding with air does not.
+    """
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    if resized.ndim == 2:
+        resized = resized[:, :, None]
+    out = np.zeros((size, size, image.shape[2]), dtype=np.uint8)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = resized
+    return out
+
+
+class ImageLoader:
+    """Reads a file and brings it to the working resolution: the slow, cacheable step."""
+
+    def __init__(self, image_size: int, in_chans: int) -> None:
+        self.image_size = image_size
+        self.in_chans = in_chans
+
+    def __call__(self, path: str | Path) -> np.ndarray:
+        """The image at `path` as uint8 `image_size` x `image_size` x `in_chans`."""
+        return letterbox(read_image(path, self.in_chans), self.image_size)

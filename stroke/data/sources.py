@@ -1,0 +1,232 @@
+"""Where samples come from: a folder per class, pre-split folders, or a CSV of labels.
+
+A source only lists samples (path, raw label, patient id, optional split); decoding,
+splitting and class mapping happen in the datamodule, the same for every source.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+from stroke.data.samples import Sample, compile_patient_regex, patient_id_from_name
+from stroke.errors import DatasetError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+#: Folder names accepted for each split of a pre-split dataset (compared case-insensitively).
+SPLIT_FOLDER_NAMES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+
+
+def _existing_dir(root: str | Path, key: str) -> Path:
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{key}={str(root)!r} does not exist (expected a folder of images)")
+    if not path.is_dir():
+        raise DatasetError(f"{key}={str(root)!r} is not a folder")
+    return path
+
+
+def _visible_subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_under(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not any(
+            part.startswith(".") for part in path.relative_to(folder).parts
+        ):
+            yield path
+
+
+class FolderSource:
+    """A folder per class: `<root>/<class>/**/<image>`; the folder name is the label."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        patient_regex: str | None = None,
+        ignore_dirs: tuple[str, ...] | list[str] = ("masks",),
+    ) -> None:
+        self.root = Path(root)
+        self.patient_regex = compile_patient_regex(patient_regex)
+        self.ignore_dirs = {d.lower() for d in ignore_dirs}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(root={str(self.root)!r})"
+
+    def load(self) -> list[Sample]:
+        """List every image under the class folders of `root`."""
+        root = _existing_dir(self.root, "data.root")
+        return self._scan_class_folders(root, split=None)
+
+    def _scan_class_folders(self, folder: Path, split: str | None) -> list[Sample]:
+        class_dirs = [d for d in _visible_subdirs(folder) if d.name.lower() not in self.ignore_dirs]
+        if not class_dirs:
+            raise DatasetError(
+                f"{folder} has no class folders; expected <root>/<class>/<images> "
+                f"(e.g. {folder}/normal/001.png)"
+            )
+        samples = []
+        for class_dir in class_dirs:
+            images = list(_images_under(class_dir))
+            if not images:
+                raise DatasetError(
+                    f"class folder {class_dir} holds no images "
+                    f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                    "remove it or add its images"
+                )
+            samples.extend(
+                Sample(
+                    path=image,
+                    label=class_dir.name,
+                    patient_id=patient_id_from_name(image, self.patient_regex),
+                    split=split,
+                )
+                for image in images
+            )
+        return samples
+
+
+class PresplitSource(FolderSource):
+    """Pre-split folders: `<root>/train|val|valid|validation|test/<class>/<image>` (any case).
+
+    A missing validation or test folder is carved out of train by the datamodule.
+    """
+
+    def load(self) -> list[Sample]:
+        """List every image of every split folder found under `root`."""
+        root = _existing_dir(self.root, "data.root")
+        by_name = {d.name.lower(): d for d in _visible_subdirs(root)}
+        samples = []
+        for split, names in SPLIT_FOLDER_NAMES.items():
+            found = [by_name[n] for n in names if n in by_name]
+            if len(found) > 1:
+                raise DatasetError(
+                    f"{root} has several {split} folders {[f.name for f in found]}; keep one"
+                )
+            if found:
+                samples.extend(self._scan_class_folders(found[0], split=split))
+        if not any(s.split == "train" for s in samples):
+            raise DatasetError(
+                f"{root} has no train folder; expected train/, val/ (or valid/, validation/) "
+                "and test/ folders, each with a folder per class (or use data=folder)"
+            )
+        return samples
+
+
+class CsvSource:
+    """A CSV of labels whose rows name images by path, or by an id put into `path_template`."""
+
+    def __init__(
+        self,
+        csv_path: str | Path,
+        label_column: str = "label",
+        path_column: str | None = "path",
+        id_column: str | None = None,
+        path_template: str | None = None,
+        image_root: str | Path | None = None,
+        patient_column: str | None = None,
+        patient_regex: str | None = None,
+        split_column: str | None = None,
+    ) -> None:
+        if (id_column is None) == (path_column is None):
+            raise DatasetError(
+                "a CSV source needs exactly one of path_column (rows name image paths) or "
+                f"id_column with path_template; got path_column={path_column!r}, "
+                f"id_column={id_column!r}"
+            )
+        if id_column is not None and not path_template:
+            raise DatasetError(
+                f"id_column={id_column!r} needs a path_template such as 'images/{{id:03d}}.png'"
+            )
+        self.csv_path = Path(csv_path)
+        self.label_column = label_column
+        self.path_column = path_column
+        self.id_column = id_column
+        self.path_template = path_template
+        self.image_root = Path(image_root) if image_root is not None else None
+        self.patient_column = patient_column
+        self.patient_regex = compile_patient_regex(patient_regex)
+        self.split_column = split_column
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(csv_path={str(self.csv_path)!r})"
+
+    def load(self) -> list[Sample]:
+        """Read the CSV and turn each row into a sample whose image exists."""
+        if not self.csv_path.is_file():
+            raise DatasetError(
+                f"CSV of labels {str(self.csv_path)!r} does not exist (source.csv_path)"
+            )
+        image_root = self.image_root or self.csv_path.parent
+        with self.csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+        if not rows:
+            raise DatasetError(f"CSV of labels {self.csv_path} is empty")
+        # Real exports carry stray spaces around headers ("id, hemorrhage") and values.
+        header = [h.strip() for h in rows[0]]
+        columns = {name: i for i, name in enumerate(header)}
+        wanted = {
+            "label_column": self.label_column,
+            "path_column": self.path_column,
+            "id_column": self.id_column,
+            "patient_column": self.patient_column,
+            "split_column": self.split_column,
+        }
+        for key, name in wanted.items():
+            if name is not None and name not in columns:
+                raise DatasetError(
+                    f"source.{key}={name!r} is not a column of {self.csv_path}; "
+                    f"its columns are {header}"
+                )
+        samples, missing = [], []
+        for line_no, row in enumerate(rows[1:], start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            cell = {name: row[i].strip() if i < len(row) else "" for name, i in columns.items()}
+            path = image_root / self._relative_path(cell, line_no)
+            if not path.is_file():
+                missing.append(f"line {line_no}: {path}")
+                continue
+            if self.patient_column is not None:
+                patient_id = cell[self.patient_column]
+            else:
+                patient_id = patient_id_from_name(path, self.patient_regex)
+            split = self._split(cell, line_no) if self.split_column else None
+            samples.append(Sample(path, cell[self.label_column], patient_id, split))
+        if missing:
+            shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise DatasetError(
+                f"{len(missing)} row(s) of {self.csv_path} name images that do not exist: {shown}"
+            )
+        if not samples:
+            raise DatasetError(f"CSV of labels {self.csv_path} has no data rows")
+        return samples
+
+    def _relative_path(self, cell: dict[str, str], line_no: int) -> str:
+        if self.path_column is not None:
+            return cell[self.path_column]
+        raw_id = cell[self.id_column]
+        value: int | str = int(raw_id) if raw_id.lstrip("-").isdigit() else raw_id
+        try:
+            return self.path_template.format(id=value)
+        except (ValueError, KeyError, IndexError) as err:
+            raise DatasetError(
+                f"path_template {self.path_template!r} cannot format id {raw_id!r} "
+                f"(line {line_no} of {self.csv_path}): {err}"
+            ) from err
+
+    def _split(self, cell: dict[str, str], line_no: int) -> str:
+        value = cell[self.split_column].lower()
+        for split, names in SPLIT_FOLDER_NAMES.items():
+            if value in names:
+                return split
+        raise DatasetError(
+            f"split {cell[self.split_column]!r} on line {line_no} of {self.csv_path} is not "
+            "one of train, val (valid, validation), test"
+        )

@@ -1,0 +1,182 @@
+"""The LightningModule: a backbone from the model factory, cross-entropy, metrics, optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import MaxMetric, MinMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from stroke.errors import ConfigError
+from stroke.metrics import classification_metrics, confusion_matrix_figure, flatten_metrics
+from stroke.models import create_model
+
+# Keys of a scheduler config that Lightning reads, not the scheduler's constructor.
+_LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
+
+
+def _plain(value: Any) -> Any:
+    """DictConfig -> dict, so hyper-parameters in checkpoints are plain Python values."""
+    if isinstance(value, DictConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class StrokeClassifier(L.LightningModule):
+    """Image classifier for stroke tasks; every argument is a plain value saved in checkpoints."""
+
+    def __init__(
+        self,
+        backbone: Mapping[str, Any],
+        num_classes: int,
+        in_chans: int = 1,
+        class_names: Sequence[str] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        class_weighting: str | None = None,
+        class_counts: Sequence[int] | None = None,
+        label_smoothing: float = 0.0,
+        monitor: str = "val/f1",
+        monitor_mode: str = "max",
+    ) -> None:
+        super().__init__()
+        backbone = _plain(backbone)
+        optimizer = _plain(optimizer) or {"_target_": "torch.optim.AdamW", "lr": 1e-3}
+        scheduler = _plain(scheduler)
+        class_names = list(class_names or [str(i) for i in range(num_classes)])
+        if len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for num_classes={num_classes}")
+        self.save_hyperparameters(
+            {
+                "backbone": backbone,
+                "num_classes": num_classes,
+                "in_chans": in_chans,
+                "class_names": class_names,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "class_weighting": class_weighting,
+                "class_counts": list(class_counts) if class_counts is not None else None,
+                "label_smoothing": label_smoothing,
+                "monitor": monitor,
+                "monitor_mode": monitor_mode,
+            }
+        )
+        self.class_names = class_names
+        self.net = create_model(num_classes=num_classes, in_chans=in_chans, **backbone)
+        self.criterion = nn.CrossEntropyLoss(
+            weight=self._class_weights(class_weighting, class_counts, num_classes),
+            label_smoothing=label_smoothing,
+        )
+        self.val_metrics = classification_metrics(num_classes)
+        self.test_metrics = classification_metrics(num_classes)
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
+
+    @staticmethod
+    def _class_weights(
+        weighting: str | None, counts: Sequence[int] | None, num_classes: int
+    ) -> torch.Tensor | None:
+        """Inverse-frequency weights (`balanced`, as in scikit-learn) from training counts."""
+        if weighting is None:
+            return None
+        if weighting != "balanced":
+            raise ConfigError(
+                f"model.class_weighting must be 'balanced' or null, got {weighting!r}"
+            )
+        if counts is None or len(counts) != num_classes or min(counts) < 1:
+            raise ConfigError(
+                f"class_weighting='balanced' needs a training count >= 1 per class, got {counts}"
+            )
+        counts_t = torch.tensor(counts, dtype=torch.float32)
+        return counts_t.sum() / (num_classes * counts_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        images, targets = batch
+        logits = self(images)
+        loss = self.criterion(logits, targets)
+        return loss, logits.float().softmax(dim=1), targets
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, probs, targets = self._step(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(
+            "train/acc",
+            (probs.argmax(1) == targets).float().mean(),
+            on_step=False,
+            on_epoch=True,
+        )
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, probs, targets = self._step(batch)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.val_metrics.update(probs, targets)
+        self.val_confusion.update(probs, targets)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, probs, targets = self._step(batch)
+        self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.test_metrics.update(probs, targets)
+        self.test_confusion.update(probs, targets)
+
+    # -- epoch ends: metrics, best score, confusion matrix ---------------------------------
+    def on_validation_epoch_end(self) -> None:
+        values = flatten_metrics(self.val_metrics.compute(), "val", self.class_names)
+        self.val_metrics.reset()
+        monitored = self.hparams.monitor
+        if monitored in values and not self.trainer.sanity_checking:
+            self.val_best.update(torch.tensor(values[monitored]))
+            self.log(f"{monitored}_best", self.val_best.compute())
+        # metric states are already reduced across processes by TorchMetrics
+        self.log("val/f1", values.pop("val/f1"), prog_bar=True)
+        self.log_dict(values)
+        self._log_confusion(self.val_confusion, "val/confusion_matrix")
+
+    def on_test_epoch_end(self) -> None:
+        values = flatten_metrics(self.test_metrics.compute(), "test", self.class_names)
+        self.test_metrics.reset()
+        self.log_dict(values)
+        self._log_confusion(self.test_confusion, "test/confusion_matrix")
+
+    def on_train_start(self) -> None:
+        # the sanity check must not seed the best score
+        self.val_best.reset()
+
+    def _log_confusion(self, metric: MulticlassConfusionMatrix, tag: str) -> None:
+        matrix = metric.compute()
+        metric.reset()
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                import matplotlib.pyplot as plt
+
+                fig = confusion_matrix_figure(
+                    matrix, self.class_names, f"{tag} (epoch {self.current_epoch})"
+                )
+                logger.experiment.add_figure(tag, fig, global_step=self.current_epoch)
+                plt.close(fig)
+
+    # -- optimization ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        scheduler_cfg = self.hparams.scheduler
+        if not scheduler_cfg:
+            return optimizer
+        scheduler_cfg = dict(scheduler_cfg)
+        lightning_keys = {k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg}
+        scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

@@ -1,0 +1,87 @@
+"""`stroke-train`: compose the config, build data, model and trainer, fit, test the best checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from stroke import PROJECT_ROOT  # importing stroke registers the `stroke_root` resolver
+
+CONFIG_DIR = str(PROJECT_ROOT / "conf")
+
+log = logging.getLogger("stroke.train")
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list:
+    """Instantiate every entry of a config group holding several objects (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
+    started = time.time()
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation))
+    datamodule.setup("fit")
+    datamodule.write_splits(run_dir / "splits.csv")
+
+    model = instantiate(
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        in_chans=datamodule.in_chans,
+        class_names=datamodule.class_names,
+        class_counts=datamodule.class_counts("train"),
+        monitor=cfg.monitor,
+        monitor_mode=cfg.monitor_mode,
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=instantiate_dict(cfg.get("logger"))
+    )
+
+    if cfg.train:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("no best checkpoint (fast_dev_run or no validation): testing current weights")
+        test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(test_results[0] if test_results else {})
+
+    summary = {
+        "metrics": metrics,
+        "best_model_path": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None,
+        "epochs": trainer.current_epoch,
+        "wall_time_s": round(time.time() - started, 2),
+        "classes": datamodule.class_names,
+    }
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        log.info("run directory: %s", run_dir)
+        print(f"run directory: {run_dir}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
+    metrics = train(cfg)
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()

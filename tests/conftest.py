@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny phantom, tiny image folders, and configs composed like the CLI does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from PIL import Image
+
+from stroke.synth import PhantomConfig, generate_phantom
+from stroke.train import CONFIG_DIR
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+#: Overrides that shrink any run to seconds on 2 CPU cores.
+TINY = [
+    "data.image_size=32",
+    "data.num_workers=0",
+    "data.batch_size=8",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "+trainer.limit_train_batches=3",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+    "~callbacks.rich_progress_bar",
+    "~callbacks.model_summary",
+]
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """A tiny phantom: 9 patients x 3 slices at 48 px, three classes."""
+    root = tmp_path_factory.mktemp("phantom")
+    generate_phantom(
+        root,
+        PhantomConfig(n_patients=9, slices_per_patient=3, image_size=48, seed=3),
+        progress=False,
+    )
+    return root
+
+
+def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The config `stroke-train <overrides>` would run with, its run directory set to `run_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+def write_image(path: Path, array: np.ndarray) -> Path:
+    """Save an array as an image file, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def make_class_folders(
+    root: Path, classes: dict[str, int], size: int = 24, patients: int | None = None
+) -> Path:
+    """Folder-per-class images `<root>/<class>/p<patient>_<i>.png`, bright square for non-normal."""
+    rng = np.random.default_rng(0)
+    for label, count in classes.items():
+        for i in range(count):
+            image = rng.integers(0, 60, (size, size), dtype=np.uint8)
+            if label != "normal":
+                image[4:12, 4:12] = 220
+            patient = i % patients if patients else i
+            write_image(root / label / f"p{patient:03d}_{label}_{i:03d}.png", image)
+    return root

@@ -1,0 +1,73 @@
+"""Every shipped config composes, and the objects it names can be built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import compose_train
+from hydra.utils import instantiate
+
+from stroke.train import CONFIG_DIR
+
+CONF = Path(CONFIG_DIR)
+
+
+def names(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", names("experiment"))
+def test_every_experiment_composes_and_builds(experiment, phantom_dir, tmp_path):
+    cfg = compose_train([f"experiment={experiment}", f"data.root={phantom_dir}"], tmp_path)
+    assert cfg.task_name == experiment
+    datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation))
+    datamodule.setup("fit")
+    model = instantiate(
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        in_chans=datamodule.in_chans,
+        class_names=datamodule.class_names,
+        class_counts=datamodule.class_counts(),
+    )
+    assert model.hparams.num_classes == datamodule.num_classes
+    model.configure_optimizers()
+
+
+def test_experiment_class_maps_give_the_intended_tasks(phantom_dir, tmp_path):
+    expected = {
+        "stroke_vs_normal": ["normal", "stroke"],
+        "stroke_type": ["ischemic", "hemorrhagic"],
+        "head_ct_hemorrhage": ["none", "hemorrhage"],
+        "brain_mri_multiclass": ["normal", "hemorrhagic", "ischemic"],
+    }
+    for experiment, classes in expected.items():
+        cfg = compose_train([f"experiment={experiment}", f"data.root={phantom_dir}"], tmp_path)
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+        assert datamodule.class_names == classes, experiment
+
+
+@pytest.mark.parametrize("group", ["model", "trainer", "augmentation", "data", "optimizer",
+                                   "scheduler", "logger", "callbacks", "debug"])
+def test_every_option_of_a_group_composes(group, tmp_path):
+    for option in names(group):
+        overrides = [f"{group}={option}"]
+        if group == "model" and option == "timm":
+            overrides.append("model.backbone.name=convnext_tiny")
+        if group == "data":
+            overrides.append("data.root=/anywhere")
+        cfg = compose_train(overrides, tmp_path)
+        assert cfg is not None
+
+
+@pytest.mark.parametrize("option", names("augmentation"))
+def test_augmentation_pipelines_run_on_uint8_images(option, tmp_path):
+    import numpy as np
+
+    cfg = compose_train([f"augmentation={option}"], tmp_path)
+    pipeline = instantiate(cfg.augmentation)
+    for channels in (1, 3):
+        image = np.random.default_rng(0).integers(0, 255, (48, 48, channels), np.uint8)
+        out = pipeline(image=image)["image"]
+        assert out.shape[:2] == (48, 48) and out.dtype == np.uint8
