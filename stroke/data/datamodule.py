@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from stroke import PROJECT_ROOT
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.images import ImageLoader
 from stroke.data.samples import (
@@ -27,6 +28,11 @@ from stroke.errors import DatasetError
 log = logging.getLogger(__name__)
 
 
+def default_cache_dir() -> Path:
+    """Where decoded images are cached without `data.cache_dir` (the same as paths.cache_dir)."""
+    return Path(os.environ.get("STROKE_CACHE_DIR") or PROJECT_ROOT / ".cache") / "images"
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
     try:
@@ -35,9 +41,16 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_num_workers(num_workers: int | str) -> int:
-    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding."""
+def resolve_num_workers(num_workers: int | str, cached: bool = False) -> int:
+    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding.
+
+    Except on a machine without a GPU when images come from the cache: there the model's
+    threads already use every core, a cached batch costs about 1% of a CPU training step,
+    and worker processes would only take cores from the model (see experiments/benchmarks.md).
+    """
     if num_workers == "auto":
+        if cached and not torch.cuda.is_available():
+            return 0
         return max(0, min(8, available_cpus() - 1))
     if isinstance(num_workers, int) and num_workers >= 0:
         return num_workers
@@ -64,6 +77,8 @@ class StrokeDataModule(L.LightningDataModule):
         std: float | Sequence[float] = 0.25,
         train_transform: Callable | None = None,
         pin_memory: bool | None = None,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
@@ -77,7 +92,7 @@ class StrokeDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.in_chans = in_chans
         self.batch_size = batch_size
-        self.num_workers = resolve_num_workers(num_workers)
+        self.num_workers = resolve_num_workers(num_workers, cached=cache)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
@@ -88,6 +103,10 @@ class StrokeDataModule(L.LightningDataModule):
         self.train_transform = train_transform
         self.pin_memory = pin_memory
         self.loader = ImageLoader(image_size, in_chans)
+        # decode each image once into a memory-mapped store shared by epochs, runs and trials
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.image_cache = None
         self.samples: list[Sample] | None = None
         self.class_names: list[str] = []
         self.datasets: dict[str, ImageClassificationDataset] = {}
@@ -134,12 +153,13 @@ class StrokeDataModule(L.LightningDataModule):
         self.class_names = resolve_classes(samples, self.requested_classes, where)
         self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
         class_to_idx = {c: i for i, c in enumerate(self.class_names)}
+        loader = self._cached_loader() if self.cache else self.loader
         for split in SPLITS:
             transform = self.train_transform if split == "train" else None
             self.datasets[split] = ImageClassificationDataset(
                 [s for s in self.samples if s.split == split],
                 class_to_idx,
-                self.loader,
+                loader,
                 transform,
                 self.mean,
                 self.std,
@@ -175,6 +195,13 @@ class StrokeDataModule(L.LightningDataModule):
             pin_memory=pin,
             drop_last=False,
         )
+
+    def _cached_loader(self) -> Callable:
+        """The loader answered from the image cache (built here on first use)."""
+        from stroke.data.cache import ImageCache
+
+        self.image_cache = ImageCache(self.loader, [s.path for s in self.samples], self.cache_dir)
+        return self.image_cache
 
     def _require_setup(self) -> None:
         if self.samples is None:
