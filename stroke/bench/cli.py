@@ -228,31 +228,31 @@ class Bench:
         report.figures["loader_ratio"] = round(ratio["train_cache"], 4)
 
     def memory(self, report: Report) -> None:
-        """Resident memory growth while this process reads the whole cache once."""
-        growth = cache_pass_memory(self.cached.image_cache, self.items)
+        """Resident memory while this process reads the whole cache once."""
+        memory = cache_pass_memory(self.cached.image_cache, self.items)
         report.add(
-            "cache_pass_anon_mb",
+            "cache_pass_heap_mb",
             "memory: reading the whole cache, heap growth",
-            growth.get("anon", float("nan")),
+            memory["heap"],
             "MB",
-            f"the cache holds {self.cache_mb:.1f} MB of pixels",
+            f"an in-memory cache would add its {self.cache_mb:.1f} MB of pixels",
         )
         report.add(
-            "cache_pass_file_mb",
-            "memory: reading the whole cache, mapped pages",
-            growth.get("file", float("nan")),
+            "cache_mapped_mb",
+            "memory: cache pages resident afterwards",
+            memory["mapped"],
             "MB",
-            "file-backed: shared by workers and runs, reclaimable",
+            f"of {self.cache_mb:.1f} MB; file-backed: shared by workers and runs, reclaimable",
         )
 
     def startup(self, report: Report, overrides: list[str]) -> None:
-        """A fresh `stroke-train` to its first step, and the floor its imports set."""
-        seconds = time_to_first_step(overrides, self.run_dir / "startup")
+        """A fresh `stroke-train` to its first step, the floor its imports set, and its memory."""
+        first = time_to_first_step(overrides, self.run_dir / "startup")
         floor = import_seconds()
         report.add(
             "startup_s",
             "start-up: `stroke-train` to its first training step",
-            seconds,
+            first["seconds"],
             "s",
             "fresh process, warm cache, sanity check included",
         )
@@ -263,27 +263,27 @@ class Bench:
             "s",
             f"`python -c '{FRAMEWORK_IMPORTS}'`",
         )
+        report.add(
+            "startup_peak_rss_mb",
+            "peak RSS: `stroke-train` at its first step",
+            first["peak_rss_mb"],
+            "MB",
+            "the training process itself",
+        )
 
     def peaks(self, report: Report) -> None:
-        """Peak resident memory of this process and of its largest finished child."""
+        """Peak resident memory of this process (and of the GPU)."""
         report.add(
             "peak_rss_mb",
-            "peak RSS: this process",
+            "peak RSS: this benchmark process",
             peak_rss_mb(),
             "MB",
-            "framework, model, loops, in-memory batches",
-        )
-        report.add(
-            "peak_rss_child_mb",
-            "peak RSS: largest child process",
-            peak_rss_mb(children=True),
-            "MB",
-            "loader workers, the start-up run",
+            "framework, five models in turn, in-memory batches, cache pages",
         )
         if self.device.type == "cuda":
             report.add(
                 "peak_gpu_mb",
-                "peak GPU memory: this process",
+                "peak GPU memory: this benchmark process",
                 torch.cuda.max_memory_allocated(self.device) / 2**20,
                 "MB",
                 "allocated by tensors (torch.cuda.max_memory_allocated)",

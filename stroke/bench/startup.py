@@ -10,6 +10,8 @@ from pathlib import Path
 
 import lightning as L
 
+from stroke.bench.probes import peak_rss_mb
+
 #: What `stroke-train` cannot start without; importing them is the floor of any start-up.
 FRAMEWORK_IMPORTS = "import torch, lightning, torchmetrics, timm, albumentations, hydra"
 
@@ -25,12 +27,15 @@ class FirstStepTimer(L.Callback):
         self.path = Path(path)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        self.path.write_text(json.dumps({"first_step": time.time()}))
+        reached = time.time()
+        marker = {"first_step": reached, "peak_rss_mb": peak_rss_mb()}
+        self.path.write_text(json.dumps(marker))
         raise SystemExit(0)
 
 
-def time_to_first_step(overrides: list[str], run_dir: Path) -> float:
-    """Seconds from launching `stroke-train <overrides>` to the start of its first training step."""
+def time_to_first_step(overrides: list[str], run_dir: Path) -> dict[str, float]:
+    """Seconds from launching `stroke-train <overrides>` to the start of its first training
+    step (`seconds`), and that process's peak resident memory until then (`peak_rss_mb`)."""
     marker = run_dir / "first_step.json"
     marker.unlink(missing_ok=True)
     cmd = [
@@ -50,7 +55,8 @@ def time_to_first_step(overrides: list[str], run_dir: Path) -> float:
             f"`{' '.join(cmd)}` ended (exit {result.returncode}) before its first training step:\n"
             f"{result.stderr[-3000:]}"
         )
-    return json.loads(marker.read_text())["first_step"] - launched
+    reached = json.loads(marker.read_text())
+    return {"seconds": reached["first_step"] - launched, "peak_rss_mb": reached["peak_rss_mb"]}
 
 
 def import_seconds(statement: str = FRAMEWORK_IMPORTS) -> float:

@@ -112,7 +112,10 @@ def cache_key(items: Sequence[Any], settings: Mapping[str, Any]) -> tuple[str, s
         except OSError as err:
             raise DatasetError(f"cannot read image file {path}: {err}") from err
         digest.update(f"{item_key(item)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    folder = os.path.commonpath([str(item_path(i).parent) for i in items])
+    try:
+        folder = os.path.commonpath([str(item_path(i).parent.resolve()) for i in items])
+    except ValueError:  # different drives
+        folder = ""
     family = hashlib.sha256(f"{head}\0{folder}".encode()).hexdigest()[:16]
     return digest.hexdigest()[:16], family
 
@@ -199,24 +202,24 @@ class ImageCache:
                 f"data.cache_dir={str(self.cache_dir)!r} cannot be created ({err}); "
                 "set data.cache_dir to a writable folder or data.cache=false"
             ) from err
-        if self._complete():
-            return
-        lock = FileLock(str(self.cache_dir / f".{self.key}.lock"))
-        with lock:
-            if self._complete():  # another process built it while we waited
-                return
-            started = time.perf_counter()
-            self._build(items, progress, threads)
-            self.build_seconds = time.perf_counter() - started
-            self.built = True
-        self._prune_superseded()
-        log.info(
-            "image cache: %d images (%.1f MB) decoded in %.1f s into %s",
-            len(items),
-            self.nbytes / 1e6,
-            self.build_seconds,
-            self.path,
-        )
+        if not self._complete():
+            with FileLock(str(self.cache_dir / f".{self.key}.lock")):
+                if not self._complete():  # else another process built it while we waited
+                    started = time.perf_counter()
+                    self._build(items, progress, threads)
+                    self.build_seconds = time.perf_counter() - started
+                    self.built = True
+        # Mapped now, so forked DataLoader workers inherit the mapping (mapping reads nothing).
+        self._open()
+        if self.built:
+            self._prune_superseded()
+            log.info(
+                "image cache: %d images (%.1f MB) decoded in %.1f s into %s",
+                len(items),
+                self.nbytes / 1e6,
+                self.build_seconds,
+                self.path,
+            )
 
     def _complete(self) -> bool:
         return (self.path / INDEX_FILE).is_file() and (self.path / IMAGES_FILE).is_file()
@@ -230,9 +233,17 @@ class ImageCache:
         tmp.mkdir()
         try:
             first = self._decode(items[0], None)
-            images = np.lib.format.open_memmap(
-                tmp / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(items), *first.shape)
-            )
+            shape = (len(items), *first.shape)
+            try:
+                images = np.lib.format.open_memmap(
+                    tmp / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=shape
+                )
+            except OSError as err:
+                raise DatasetError(
+                    f"cannot write a {np.prod(shape) / 1e9:.1f} GB image cache under "
+                    f"data.cache_dir={str(self.cache_dir)!r} ({err}); free space there, point "
+                    "data.cache_dir (or STROKE_CACHE_DIR) elsewhere, or set data.cache=false"
+                ) from err
             images[0] = first
             bar = tqdm(total=len(items), desc="caching images", unit="img", disable=not progress)
             bar.update(1)
