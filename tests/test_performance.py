@@ -62,3 +62,46 @@ def test_training_loss_and_accuracy_are_exact_epoch_means(phantom_dir, tmp_path)
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
     assert 0.0 <= float(trainer.callback_metrics["train/acc"]) <= 1.0
     assert "train_sums" not in model.state_dict()  # checkpoints keep their keys
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(phantom_dir, tmp_path, monkeypatch):
+    """`.item()`, `bool()` or `.tolist()` on a GPU tensor waits for the GPU: a training step of
+    the module and the configured callbacks must not, or the CPU stops running ahead."""
+    import traceback
+
+    from stroke.train import instantiate_dict
+
+    cfg = compose_train([*TINY, f"data.root={phantom_dir}"], tmp_path)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model, num_classes=dm.num_classes, class_names=dm.class_names)
+    reads: list[str] = []
+    inside_step = [False]
+
+    def recording(name, original):
+        def read(tensor, *args):
+            if inside_step[0]:
+                caller = traceback.extract_stack(limit=2)[0]
+                # Adam's CPU path reads its step counter; on a GPU that counter lives on the CPU
+                if "torch/optim" not in caller.filename:
+                    reads.append(f"{name} at {caller.filename}:{caller.lineno}")
+            return original(tensor, *args)
+
+        return read
+
+    for name in ("item", "tolist", "__bool__"):
+        monkeypatch.setattr(torch.Tensor, name, recording(name, getattr(torch.Tensor, name)))
+
+    class MidEpoch(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            inside_step[0] = trainer.current_epoch > 0  # after the first epoch's metrics exist
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            inside_step[0] = False
+
+    callbacks = [*instantiate_dict(cfg.callbacks), MidEpoch()]
+    logger = instantiate_dict(cfg.logger)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, max_epochs=2)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.current_epoch == 2
+    assert reads == []

@@ -224,6 +224,15 @@ class Bench:
             "img/s",
             f"{ratio['train_raw']:.3f} of in memory",
         )
+        batch = self.cached.batch_size
+        overhead_ms = (1 / best["train_memory"] - 1 / best["plain_memory"]) * batch * 1000
+        report.add(
+            "framework_ms_per_step",
+            "train: stroke-train's time per step beyond the plain loop",
+            overhead_ms,
+            "ms",
+            "hooks, callbacks, logging; what a faster device would expose",
+        )
         report.figures["framework_ratio"] = round(best["train_memory"] / best["plain_memory"], 4)
         report.figures["loader_ratio"] = round(ratio["train_cache"], 4)
 
