@@ -113,6 +113,19 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         write_splits_csv(self.samples, Path(path))
 
+    def state_dict(self) -> dict:
+        """Preprocessing and classes, saved by Lightning in every checkpoint (plain values).
+
+        With it, stroke-predict and stroke-export need nothing but the checkpoint file.
+        """
+        return {
+            "image_size": self.image_size,
+            "in_chans": self.in_chans,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "class_names": list(self.class_names),
+        }
+
     # -- Lightning hooks ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         """List, map and split the samples once; build the three datasets."""
