@@ -26,6 +26,24 @@ def instantiate_dict(cfg: DictConfig | None) -> list:
     return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
 
 
+def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) -> Path:
+    """The stroke-eval report of the tested weights, in `<run>/eval/`."""
+    from stroke.evaluation.report import evaluate_and_report
+
+    eval_dir = Path(cfg.paths.output_dir) / "eval"
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    context = {
+        "checkpoint": best or "current weights (no best checkpoint)",
+        "backbone": cfg.model.backbone.name,
+        "data source": repr(datamodule.source),
+    }
+    device = trainer.strategy.root_device
+    config = instantiate(cfg.evaluation)
+    evaluate_and_report(model.net, datamodule, eval_dir, config, device, context)
+    log.info("evaluation report: %s", eval_dir / "report.md")
+    return eval_dir
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
     started = time.time()
@@ -60,12 +78,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(test_results[0] if test_results else {})
 
+    eval_dir = None
+    if cfg.test and cfg.get("evaluation") and trainer.is_global_zero:
+        eval_dir = evaluate_test_split(cfg, model, datamodule, trainer)
+
     summary = {
         "metrics": metrics,
         "best_model_path": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 2),
         "classes": datamodule.class_names,
+        "eval_dir": str(eval_dir) if eval_dir else None,
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
