@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -20,15 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from stroke import PROJECT_ROOT
 from stroke.evaluation.report import evaluate_and_report
 from stroke.inference.checkpoint import load_classifier, run_config_of
+from stroke.inference.predictor import resolve_device
 
 log = logging.getLogger("stroke.eval")
-
-
-def resolve_device(device: str) -> str:
-    """`auto`: the GPU when there is one, else the CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _cli_overrides() -> list[str]:

@@ -19,7 +19,6 @@ from PIL import Image
 from stroke import PROJECT_ROOT
 from stroke.data.datamodule import resolve_num_workers
 from stroke.errors import ConfigError
-from stroke.eval import resolve_device
 from stroke.inference.checkpoint import Preprocessing, load_classifier
 from stroke.inference.onnx_export import read_onnx_metadata
 from stroke.inference.predictor import (
@@ -27,6 +26,7 @@ from stroke.inference.predictor import (
     OnnxBackend,
     TorchBackend,
     predict_files,
+    resolve_device,
     resolve_inputs,
 )
 

@@ -78,20 +78,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(test_results[0] if test_results else {})
 
-    eval_dir = None
-    if cfg.test and cfg.get("evaluation") and trainer.is_global_zero:
-        eval_dir = evaluate_test_split(cfg, model, datamodule, trainer)
-
     summary = {
         "metrics": metrics,
         "best_model_path": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 2),
         "classes": datamodule.class_names,
-        "eval_dir": str(eval_dir) if eval_dir else None,
+        "eval_dir": None,
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        # after metrics.json is safe on disk: a failing report must not lose the run's summary
+        if cfg.test and cfg.get("evaluation") and len(datamodule.datasets["test"]):
+            summary["eval_dir"] = str(evaluate_test_split(cfg, model, datamodule, trainer))
+            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("run directory: %s", run_dir)
         print(f"run directory: {run_dir}")
     return metrics

@@ -81,6 +81,7 @@ def test_checkpoint_loads_with_weights_only_and_records_preprocessing(trained_ru
     assert classifier.preprocessing.in_chans == 1 and classifier.preprocessing.image_size == 32
 
 
+@pytest.mark.slow
 def test_stroke_eval_cli_rebuilds_the_runs_data_and_split(trained_run, tmp_path):
     out = tmp_path / "eval"
     cmd = [

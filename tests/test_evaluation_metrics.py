@@ -182,3 +182,33 @@ def test_patient_aggregation_by_max_and_mean():
     by_mean = aggregate_by_patient(ids, targets, probs, "mean")
     np.testing.assert_allclose(by_mean.probs, [[0.6, 0.4], [0.7, 0.3]])
     assert by_mean.n_slices.tolist() == [2, 3]
+
+
+def test_binary_report_with_an_operating_point_and_no_patient_ids(tmp_path):
+    """One image per patient (e.g. the head CT set): intervals resample images."""
+    import json
+
+    from stroke.evaluation import EvaluationConfig, SplitPredictions, write_evaluation
+
+    def split(name, seed):
+        y, probs = fixed_predictions(120, 2, seed=seed)
+        paths = [f"{name}/{i:03d}.png" for i in range(len(y))]
+        return SplitPredictions(name, paths, paths, y, probs)
+
+    config = EvaluationConfig(n_boot=100, operating_point="sensitivity", target_sensitivity=0.9)
+    classes = ["none", "bleed"]
+    result = write_evaluation(tmp_path, split("test", 5), split("val", 6), classes, config)
+    assert result["positive_class"] == "bleed"
+    assert result["settings"]["resampling_unit"] == "image"
+    assert result["patient_level"] == {} and "patient_level_skipped" in result
+    (point,) = result["image_level"]["operating_points"]
+    assert point["class"] == "bleed" and point["chosen_on_validation"]["sensitivity"] >= 0.9
+    tp, fn = point["test_confusion"]["tp"], point["test_confusion"]["fn"]
+    assert point["test"]["sensitivity"]["value"] == pytest.approx(tp / (tp + fn))
+    assert json.loads((tmp_path / "metrics.json").read_text()) == result
+    report = (tmp_path / "report.md").read_text()
+    assert "sensitivity >= 0.9" in report and "![ROC curves](roc.png)" in report
+    assert (
+        "bleed vs rest at the validation threshold"
+        in (tmp_path / "classification_report.txt").read_text()
+    )

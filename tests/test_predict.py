@@ -46,6 +46,7 @@ def predict(overrides: list[str]):
 
 
 @pytest.mark.skipif(not HEAD_CT_IMAGES.is_dir(), reason=f"{HEAD_CT_IMAGES} not present")
+@pytest.mark.slow
 def test_predict_head_ct_folder_with_a_corrupt_file(trained_run, tmp_path):
     """RGB head CT PNGs into a 1-channel phantom model; one corrupt file among them."""
     inputs = tmp_path / "images"
@@ -171,6 +172,7 @@ def test_onnx_export_matches_pytorch_and_predicts_the_same(trained_run, phantom_
             assert float(a[f"prob_{c}"]) == pytest.approx(float(b[f"prob_{c}"]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_stroke_export_cli_prints_the_parity(trained_run, tmp_path):
     out = tmp_path / "cli.onnx"
     cmd = [

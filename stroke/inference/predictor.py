@@ -24,6 +24,13 @@ from stroke.inference.checkpoint import Preprocessing
 _GLOB_CHARS = frozenset("*?[")
 
 
+def resolve_device(device: str) -> str:
+    """`auto`: the GPU when there is one, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     """The files named by `inputs`: a file, a folder (images under it, recursively) or a glob.
 
