@@ -49,7 +49,9 @@ class SplitPredictions:
 
 
 @torch.no_grad()
-def predict_split(net: torch.nn.Module, datamodule, split: str, device: str | torch.device = "cpu"):
+def predict_split(
+    net: torch.nn.Module, datamodule, split: str, device: str | torch.device = "cpu"
+) -> SplitPredictions:
     """Run `net` over a split of a set-up StrokeDataModule (no augmentation) in file order."""
     dataset = datamodule.datasets[split]
     loader = {"val": datamodule.val_dataloader, "test": datamodule.test_dataloader}[split]()

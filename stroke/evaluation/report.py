@@ -213,7 +213,7 @@ def _operating_point_table(points: list[Mapping[str, object]]) -> list[str]:
     ]
     for entry in points:
         if "test" not in entry:
-            lines.append(f"| {entry['class']} | skipped: {entry['skipped']} |||||||| ")
+            lines.append(f"| {entry['class']} | skipped: {entry['skipped']} |" + " |" * 7)
             continue
         chosen, test = entry["chosen_on_validation"], entry["test"]
         method = chosen["method"]
