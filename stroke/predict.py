@@ -57,14 +57,12 @@ def _model_description(cfg: DictConfig):
         if "image_size" not in overrides:
             raise ConfigError(
                 f"ckpt_path={cfg.ckpt_path!r} records no preprocessing (an older checkpoint "
-                "without its run directory); give image_size= (and mean=, std= if not 0.5/0.25)"
+                "without its run directory); give image_size= (normalization then defaults "
+                "to the datamodule's mean 0.5, std 0.25)"
             )
         in_chans = classifier.in_chans
         preprocessing = Preprocessing(
-            overrides["image_size"],
-            in_chans,
-            (cfg.get("mean") or 0.5,) * in_chans,
-            (cfg.get("std") or 0.25,) * in_chans,
+            overrides["image_size"], in_chans, (0.5,) * in_chans, (0.25,) * in_chans
         )
     elif overrides:
         preprocessing = Preprocessing(
