@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         "`stroke-train -m data.fold=0,1,...` multirun, as JSON and Markdown.",
     )
     parser.add_argument("multirun_dir", help="e.g. outputs/train/multiruns/2025-01-01_12-00-00")
-    parser.add_argument("--out", default=None, help="folder for the summary (default: the multirun dir)")
+    parser.add_argument(
+        "--out", default=None, help="folder for the summary (default: the multirun dir)"
+    )
     args = parser.parse_args(argv)
     try:
         path = write_cv_summary(args.multirun_dir, args.out)

@@ -37,8 +37,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.write_splits(run_dir / "splits.csv")
     datamodule.write_leakage_report(run_dir / "leakage.csv")
     if cfg.data.get("sampler") == "weighted" and cfg.model.get("class_weighting") == "balanced":
-        log.warning("data.sampler=weighted and model.class_weighting=balanced both correct "
-                    "class imbalance; together they over-weight the rare classes")
+        log.warning(
+            "data.sampler=weighted and model.class_weighting=balanced both correct "
+            "class imbalance; together they over-weight the rare classes"
+        )
 
     model = instantiate(
         cfg.model,

@@ -15,7 +15,12 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.folds import assign_fold
 from stroke.data.images import ImageLoader
-from stroke.data.leakage import NearDuplicate, check_leakage, resolve_leakage_mode, write_leakage_csv
+from stroke.data.leakage import (
+    NearDuplicate,
+    check_leakage,
+    resolve_leakage_mode,
+    write_leakage_csv,
+)
 from stroke.data.samples import (
     SPLITS,
     Sample,
@@ -160,8 +165,13 @@ class StrokeDataModule(L.LightningDataModule):
         self.class_names = resolve_classes(samples, self.requested_classes, where)
         if self.fold is not None:
             self.samples = assign_fold(
-                samples, self.folds, self.fold, self.val_fraction, self.test_fraction,
-                self.seed, self.fold_split,
+                samples,
+                self.folds,
+                self.fold,
+                self.val_fraction,
+                self.test_fraction,
+                self.seed,
+                self.fold_split,
             )
         else:
             self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)

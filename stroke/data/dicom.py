@@ -159,7 +159,9 @@ class DicomSource:
                 example.setdefault(reason, path)
                 continue
             images.append(_image_record(path, path.relative_to(root).as_posix(), ds))
-        summary = ", ".join(f"{n} {reason} (e.g. {example[reason]})" for reason, n in skipped.items())
+        summary = ", ".join(
+            f"{n} {reason} (e.g. {example[reason]})" for reason, n in skipped.items()
+        )
         if not images:
             raise DatasetError(
                 f"no readable DICOM image under {root}: scanned {len(files)} file(s); "
@@ -187,7 +189,9 @@ class DicomSource:
             "patient_id": lambda img: img.patient_id,
         }[self.csv_key]
         keys = {img.path: key_of(img) for img in images}
-        check_all_keys_found(table, keys.values(), self.csv_key_column, self.labels_csv, str(self.root))
+        check_all_keys_found(
+            table, keys.values(), self.csv_key_column, self.labels_csv, str(self.root)
+        )
         return {path: table[key] for path, key in keys.items() if key in table}
 
     # -- reading ---------------------------------------------------------------------------

@@ -128,7 +128,9 @@ def slice_position(ds: Dataset) -> float | None:
     position, orientation = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
     try:
         if position is not None and orientation is not None and len(orientation) == 6:
-            normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+            normal = np.cross(
+                np.asarray(orientation[:3], float), np.asarray(orientation[3:], float)
+            )
             return float(np.dot(normal, np.asarray(position, float)))
         if position is not None and len(position) == 3:
             return float(position[2])
@@ -161,12 +163,16 @@ def read_hu(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, Dat
     except (InvalidDicomError, OSError, ValueError, EOFError) as err:
         raise DatasetError(f"cannot read DICOM file {path}: {err}") from err
     if "PixelData" not in ds:
-        raise DatasetError(f"DICOM file {path} has no pixel data (SOP class {ds.get('SOPClassUID')})")
+        raise DatasetError(
+            f"DICOM file {path} has no pixel data (SOP class {ds.get('SOPClassUID')})"
+        )
     uid = transfer_syntax(ds)
     require_decoder(uid, str(path))
     n_frames = frame_count(ds)
     if frame is not None and not 0 <= frame < n_frames:
-        raise DatasetError(f"DICOM file {path} has {n_frames} frame(s); frame {frame} does not exist")
+        raise DatasetError(
+            f"DICOM file {path} has {n_frames} frame(s); frame {frame} does not exist"
+        )
     try:
         pixels = decode_pixel_array(ds, index=frame if n_frames > 1 else None)
     except Exception as err:  # decoders raise many types; all mean the same to the user

@@ -73,9 +73,13 @@ def assign_fold(
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise DatasetError(f"data.folds must be an integer >= 2, got {folds!r}")
     if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
-        raise DatasetError(f"data.fold must be an integer in 0..{folds - 1} (data.folds={folds}), got {fold!r}")
+        raise DatasetError(
+            f"data.fold must be an integer in 0..{folds - 1} (data.folds={folds}), got {fold!r}"
+        )
     if fold_split not in FOLD_SPLITS:
-        raise DatasetError(f"data.fold_split must be one of {list(FOLD_SPLITS)}, got {fold_split!r}")
+        raise DatasetError(
+            f"data.fold_split must be one of {list(FOLD_SPLITS)}, got {fold_split!r}"
+        )
     presplit = Counter(s.split for s in samples if s.split is not None)
     if presplit:
         raise DatasetError(

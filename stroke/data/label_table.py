@@ -49,7 +49,9 @@ def check_all_keys_found(
     """Raise naming the CSV keys that match no image: a typo or a wrong folder, not data."""
     unknown = sorted(set(labels) - set(found))
     if unknown:
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
         raise DatasetError(
             f"{len(unknown)} {what}(s) in {csv_path} match no image under {where}: {shown}; "
             "check source.labels_csv, source.csv_key and data.root"

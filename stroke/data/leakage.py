@@ -127,7 +127,9 @@ def find_near_duplicates(
                 i, j = int(rows[r]), int(b_idx[c])
                 correlation = float(np.dot(thumbs[i], thumbs[j]))
                 if correlation >= min_correlation:
-                    found.append(NearDuplicate(samples[i], samples[j], int(distance[r, c]), correlation))
+                    found.append(
+                        NearDuplicate(samples[i], samples[j], int(distance[r, c]), correlation)
+                    )
     return sorted(found, key=lambda d: (d.hash_distance, -d.correlation))
 
 
@@ -176,13 +178,29 @@ def write_leakage_csv(duplicates: Sequence[NearDuplicate], path: Path) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["path_a", "slice_a", "split_a", "path_b", "slice_b", "split_b", "hash_distance",
-             "correlation"]
+            [
+                "path_a",
+                "slice_a",
+                "split_a",
+                "path_b",
+                "slice_b",
+                "split_b",
+                "hash_distance",
+                "correlation",
+            ]
         )
         for d in duplicates:
             writer.writerow(
-                [d.first.path.as_posix(), _slice(d.first), d.first.split, d.second.path.as_posix(),
-                 _slice(d.second), d.second.split, d.hash_distance, f"{d.correlation:.4f}"]
+                [
+                    d.first.path.as_posix(),
+                    _slice(d.first),
+                    d.first.split,
+                    d.second.path.as_posix(),
+                    _slice(d.second),
+                    d.second.split,
+                    d.hash_distance,
+                    f"{d.correlation:.4f}",
+                ]
             )
 
 

@@ -70,7 +70,9 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     """Axial slice `index` (0 = most inferior) as float32 values, displayed like DICOM."""
     axial, n_slices, ornt = volume_geometry(path)
     if not 0 <= index < n_slices:
-        raise DatasetError(f"NIfTI volume {path} has {n_slices} axial slices; {index} does not exist")
+        raise DatasetError(
+            f"NIfTI volume {path} has {n_slices} axial slices; {index} does not exist"
+        )
     img = _open_volume(str(path))
     slicer: list[int | slice] = [slice(None)] * len(img.shape)
     slicer[axial] = index if ornt[axial, 1] > 0 else n_slices - 1 - index
@@ -155,15 +157,21 @@ class NiftiSource:
                 for k in range(0, n_slices, self.slice_step)
             )
         if not samples:
-            raise DatasetError(f"no NIfTI volume under {self.root} has a label in {self.labels_csv}")
+            raise DatasetError(
+                f"no NIfTI volume under {self.root} has a label in {self.labels_csv}"
+            )
         return samples
 
     def read(self, sample: Sample, in_chans: int) -> np.ndarray:
         """The sample's axial slice through the window(s), uint8 HxWxC at native size."""
         check_windows_fit(self.windows, in_chans)
         if sample.slice_index is None:
-            raise DatasetError(f"sample of {sample.path} has no slice_index; NIfTI samples need one")
-        return apply_windows(read_axial_slice(sample.path, sample.slice_index), self.windows, in_chans)
+            raise DatasetError(
+                f"sample of {sample.path} has no slice_index; NIfTI samples need one"
+            )
+        return apply_windows(
+            read_axial_slice(sample.path, sample.slice_index), self.windows, in_chans
+        )
 
     def read_mask(self, sample: Sample) -> np.ndarray | None:
         """The lesion mask of the sample's slice (uint8 0/1, same view), or None without one."""
@@ -206,7 +214,9 @@ class NiftiSource:
                 )
             return {p: r.split("/", 1)[0] for p, r in relative.items()}
         table = read_label_table(self.labels_csv, self.csv_key_column, self.label_column)
-        check_all_keys_found(table, relative.values(), "volume path", self.labels_csv, str(self.root))
+        check_all_keys_found(
+            table, relative.values(), "volume path", self.labels_csv, str(self.root)
+        )
         return {p: table[r] for p, r in relative.items() if r in table}
 
     def _mask_of(self, volume: Path) -> Path | None:

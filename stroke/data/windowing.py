@@ -155,7 +155,5 @@ def apply_windows(
 
 def describe_windows(windows: Sequence[Window | str]) -> str:
     """Short text naming the windows, for logs and cache keys (`W80/L40+W200/L80+...`)."""
-    parts = [
-        f"W{w.width:g}/L{w.level:g}" if isinstance(w, Window) else str(w) for w in windows
-    ]
+    parts = [f"W{w.width:g}/L{w.level:g}" if isinstance(w, Window) else str(w) for w in windows]
     return "+".join(parts)
