@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import TINY
+from omegaconf import OmegaConf
 
 from stroke.cv import SUMMARY_JSON, SUMMARY_MD, main, write_cv_summary
 
@@ -19,11 +19,12 @@ def fake_run(job_dir: Path, fold: int, metrics: dict[str, float], overrides: lis
     """A run directory as stroke-train writes it: metrics.json and .hydra/ files."""
     (job_dir / ".hydra").mkdir(parents=True)
     (job_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "classes": ["a", "b"]}))
-    (job_dir / ".hydra" / "overrides.yaml").write_text(
-        yaml.safe_dump([*overrides, f"data.fold={fold}"])
+    hydra_dir = job_dir / ".hydra"
+    OmegaConf.save(
+        OmegaConf.create([*overrides, f"data.fold={fold}"]), hydra_dir / "overrides.yaml"
     )
-    (job_dir / ".hydra" / "config.yaml").write_text(
-        yaml.safe_dump({"data": {"fold": fold, "folds": 3}})
+    OmegaConf.save(
+        OmegaConf.create({"data": {"fold": fold, "folds": 3}}), hydra_dir / "config.yaml"
     )
 
 

@@ -21,6 +21,7 @@ from stroke.data.leakage import (
     MAX_HASH_DISTANCE,
     MIN_CORRELATION,
     find_near_duplicates,
+    hash_distance,
     image_signature,
     signatures,
 )
@@ -109,7 +110,7 @@ def test_thresholds_separate_copies_from_neighbouring_slices(phantom_dir, tmp_pa
                 image_signature(loader(a)),
                 image_signature(loader(b)),
             )
-            distance = int(sum(bin(x ^ y).count("1") for x, y in zip(bits_a, bits_b, strict=True)))
+            distance = hash_distance(bits_a, bits_b)
             correlation = float(thumb_a @ thumb_b)
             assert distance > MAX_HASH_DISTANCE or correlation < MIN_CORRELATION, (a, b)
 

@@ -73,6 +73,11 @@ def image_signature(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.packbits(bits.ravel()), thumb.astype(np.float32)
 
 
+def hash_distance(bits_a: np.ndarray, bits_b: np.ndarray) -> int:
+    """Bits in which two packed hashes differ (Hamming distance)."""
+    return int(_POPCOUNT[np.bitwise_xor(bits_a, bits_b)].sum())
+
+
 class _Signatures(Dataset):
     def __init__(self, samples: Sequence[Sample], loader: Callable[[Sample], np.ndarray]) -> None:
         self.samples, self.loader = list(samples), loader
