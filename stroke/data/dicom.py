@@ -152,8 +152,12 @@ class DicomSource:
         images: list[_Image] = []
         show = self.progress and len(files) >= 200
         for path in tqdm(files, desc="scanning DICOM", unit="file", disable=not show):
-            ds = read_header(path)
-            reason = _skip_reason(path, ds)
+            try:
+                ds = read_header(path)
+            except DatasetError:
+                ds, reason = None, "unreadable DICOM"
+            else:
+                reason = _skip_reason(path, ds)
             if reason:
                 skipped[reason] += 1
                 example.setdefault(reason, path)

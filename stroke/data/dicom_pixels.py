@@ -40,6 +40,28 @@ _DECODER_PACKAGES = {
 }
 _FALLBACK_PACKAGES = "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm)"
 _PREAMBLE = 128
+#: Files that are certainly not DICOM, skipped without a forced read.
+_NOT_DICOM_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".txt",
+    ".csv",
+    ".json",
+    ".xml",
+    ".pdf",
+    ".md",
+    ".html",
+    ".zip",
+    ".gz",
+    ".nii",
+    ".py",
+    ".yaml",
+    ".log",
+)
 
 
 def has_dicom_preamble(path: Path) -> bool:
@@ -57,15 +79,18 @@ def read_header(path: Path) -> Dataset | None:
 
     Files without the Part 10 preamble (old exports) are read with `force=True` and
     accepted only when they hold the elements every image has, so a stray text or PNG
-    file in the tree is not mistaken for DICOM.
+    file in the tree is not mistaken for DICOM. A Part 10 file that pydicom cannot
+    parse raises DatasetError.
     """
     preamble = has_dicom_preamble(path)
-    if not preamble and path.suffix.lower() in {".png", ".jpg", ".jpeg", ".txt", ".csv", ".json"}:
+    if not preamble and path.name.lower().endswith(_NOT_DICOM_SUFFIXES):
         return None
     try:
         # large values (pixel data, overlays) are left on disk until asked for
         ds = pydicom.dcmread(path, defer_size=1024, force=not preamble)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+    except Exception as err:  # a forced read of a random file can fail in any way
+        if preamble:
+            raise DatasetError(f"DICOM file {path} cannot be read: {err}") from err
         return None
     if not preamble and not ("SOPClassUID" in ds or ("Rows" in ds and "Columns" in ds)):
         return None
@@ -144,7 +169,10 @@ def header_window(ds: Dataset) -> Window | None:
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
         return None
-    first = lambda v: v[0] if isinstance(v, Sequence) and not isinstance(v, str) else v  # noqa: E731
+
+    def first(value: object) -> object:  # multi-valued when the file offers several windows
+        return value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value
+
     try:
         window = Window(width=float(first(width)), level=float(first(center)))
     except (TypeError, ValueError, IndexError):
@@ -169,6 +197,8 @@ def read_hu(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, Dat
     uid = transfer_syntax(ds)
     require_decoder(uid, str(path))
     n_frames = frame_count(ds)
+    if frame is None and n_frames > 1:
+        raise DatasetError(f"DICOM file {path} has {n_frames} frames; say which (slice_index)")
     if frame is not None and not 0 <= frame < n_frames:
         raise DatasetError(
             f"DICOM file {path} has {n_frames} frame(s); frame {frame} does not exist"
