@@ -155,7 +155,7 @@ class DicomSource:
             try:
                 ds = read_header(path)
             except DatasetError:
-                ds, reason = None, "unreadable DICOM"
+                reason = "unreadable DICOM"
             else:
                 reason = _skip_reason(path, ds)
             if reason:
