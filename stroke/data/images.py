@@ -102,8 +102,10 @@ class ImageLoader:
 
     @property
     def fingerprint(self) -> str:
-        """What the decoded pixels depend on besides the file: size, channels and reader
-        (a DICOM source's repr names its windows), for cache keys."""
+        """Cache-key text for what the pixels depend on besides the file itself.
+
+        Size, channels and the reader (a DICOM or NIfTI source's repr names its windows).
+        """
         reader = repr(getattr(self.reader, "__self__", self.reader)) if self.reader else "image"
         return f"{self.image_size}px-{self.in_chans}ch-{reader}"
 
