@@ -35,6 +35,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation))
     datamodule.setup("fit")
     datamodule.write_splits(run_dir / "splits.csv")
+    datamodule.write_leakage_report(run_dir / "leakage.csv")
+    if cfg.data.get("sampler") == "weighted" and cfg.model.get("class_weighting") == "balanced":
+        log.warning(
+            "data.sampler=weighted and model.class_weighting=balanced both correct "
+            "class imbalance; together they over-weight the rare classes"
+        )
 
     model = instantiate(
         cfg.model,
@@ -66,6 +72,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 2),
         "classes": datamodule.class_names,
+        "fold": cfg.data.get("fold"),
+        "folds": cfg.data.get("folds") if cfg.data.get("fold") is not None else None,
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
