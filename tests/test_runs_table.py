@@ -135,3 +135,21 @@ def test_every_run_logs_its_hyperparameters_to_tensorboard(phantom_dir, tmp_path
     assert "hp/test/acc" in {m.name.tag for m in experiment.metric_infos}
     (logged,) = events.Scalars("hp/test/acc")
     assert logged.value == pytest.approx(metrics["test/acc"])
+
+
+def test_a_failed_trial_is_recorded_and_does_not_stop_a_sweep(tmp_path):
+    from stroke.runs.record import RunRecorder
+
+    with RunRecorder(tmp_path / "trial", swallow=True) as trial:  # inside a sweep
+        raise RuntimeError("CUDA out of memory")
+    assert trial.failed and trial.error == "RuntimeError: CUDA out of memory"
+    (run,) = collect_runs(tmp_path)
+    assert (run.status, run.error) == ("failed", "RuntimeError: CUDA out of memory")
+
+    with pytest.raises(ValueError), RunRecorder(tmp_path / "single", swallow=False):
+        raise ValueError("a single run still fails loudly")
+    with RunRecorder(tmp_path / "ok", swallow=True) as ok:
+        pass
+    assert not ok.failed
+    statuses = {r.name: r.status for r in collect_runs(tmp_path)}
+    assert statuses == {"ok": "finished", "single": "failed", "trial": "failed"}

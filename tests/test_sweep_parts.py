@@ -14,15 +14,8 @@ from optuna.trial import TrialState, create_trial
 
 from stroke.errors import ConfigError
 from stroke.sweep.devices import assign_trial_slots, split_cpus, visible_gpus
-from stroke.sweep.optuna import (
-    ERROR_ATTR,
-    SURPLUS_ATTR,
-    consecutive_runs,
-    is_claimed,
-    is_surplus,
-    objective_values,
-    trials_to_start,
-)
+from stroke.sweep.optuna import consecutive_runs, objective_values
+from stroke.sweep.study import ERROR_ATTR, SURPLUS_ATTR, is_claimed, is_surplus, trials_to_start
 
 
 # -- device slots ------------------------------------------------------------------------------

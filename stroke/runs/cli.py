@@ -68,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         best_column = next(c for c in table.columns if c.startswith("best "))
         label = best_column if args.sort == "best" else None
-        path = plot_metric_vs_params(runs, args.sort, args.plot, metric_label=label)
+        try:
+            path = plot_metric_vs_params(runs, args.sort, args.plot, metric_label=label)
+        except ValueError as err:
+            print(f"stroke-runs: --plot: {err}", file=sys.stderr)
+            return 1
         print(f"plot: {path}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 

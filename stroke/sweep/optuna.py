@@ -15,7 +15,7 @@ What it adds to `hydra-optuna-sweeper` (whose search-space parsing it reuses):
   FAIL with user attribute `surplus` and never run).
 - **Failures.** A trial that raises is told FAIL, with its error in the user attribute
   `error`; the sweep goes on. It counts as run (re-running the command does not retry it).
-  The sweep stops once more than `max_failure_rate * n_trials` trials failed.
+  The sweep stops once more than `max_failure_rate * n_trials` of its trials failed.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,51 +36,26 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 )
 from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
 from stroke.errors import ConfigError
 from stroke.runs.record import read_status, short_error
+from stroke.sweep.study import (
+    ERROR_ATTR,
+    SURPLUS_ATTR,
+    Heartbeat,
+    display_url,
+    is_surplus,
+    open_storage,
+    optuna_notices_off,
+    trials_to_start,
+)
 
 log = logging.getLogger(__name__)
-
-#: user attribute of a trial that raised: the error text
-ERROR_ATTR = "error"
-#: user attribute of a trial asked beyond n_trials by one of several processes
-SURPLUS_ATTR = "surplus"
 
 
 class SweepError(RuntimeError):
     """The sweep stopped: too many trials failed."""
-
-
-# -- bookkeeping of a shared study (pure functions of its trials) ------------------------------
-def is_claimed(trial: FrozenTrial) -> bool:
-    """A trial that counts towards n_trials: done, running, queued, or failed with an error.
-
-    Not counted: trials failed by a crash (no heartbeat), which are queued again, and
-    surplus trials of concurrent processes.
-    """
-    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
-        return True
-    if trial.state == TrialState.WAITING:
-        return True
-    return (
-        trial.state == TrialState.FAIL
-        and ERROR_ATTR in trial.user_attrs
-        and not trial.user_attrs.get(SURPLUS_ATTR)
-    )
-
-
-def trials_to_start(trials: Sequence[FrozenTrial], n_trials: int, n_jobs: int) -> int:
-    """How many trials to ask for now: queued ones first, then new ones up to n_trials."""
-    claimed = sum(is_claimed(t) for t in trials)
-    waiting = sum(t.state == TrialState.WAITING for t in trials)
-    return max(0, min(n_jobs, waiting + max(0, n_trials - claimed)))
-
-
-def is_surplus(trials: Sequence[FrozenTrial], number: int, n_trials: int) -> bool:
-    """True when n_trials claimed trials precede trial `number`: another process got there first."""
-    return sum(is_claimed(t) for t in trials if t.number < number) >= n_trials
 
 
 def consecutive_runs(numbers: Sequence[int]) -> list[list[int]]:
@@ -140,87 +113,6 @@ def _recorded_error(ret: JobReturn) -> str | None:
     return status.get("error") if status and status.get("status") == "failed" else None
 
 
-# -- storage ----------------------------------------------------------------------------------
-@contextmanager
-def _optuna_notices_off() -> Iterator[None]:
-    """Heartbeats are experimental in Optuna and documented for `Study.optimize` only; we drive
-    them from ask/tell on purpose, so these notices would only be noise on every sweep."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        yield
-
-
-def _retry_callback(max_retry: int | None) -> Any:
-    """Queues a crashed trial's parameters again (the callback's name changed in Optuna 4.9)."""
-    storages = optuna.storages
-    retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None)
-    return (retry or storages.RetryFailedTrialCallback)(max_retry)
-
-
-def open_storage(
-    storage: Any, heartbeat_interval: int | None, grace_period: int | None, max_retry: int | None
-) -> Any:
-    """An RDB storage with heartbeats and re-queueing of crashed trials; SQLite folders created."""
-    if storage is None or not isinstance(storage, str):
-        return storage  # in memory (not resumable) or an already built storage object
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else None
-    with _optuna_notices_off():
-        return optuna.storages.RDBStorage(
-            storage,
-            engine_kwargs=engine_kwargs,  # several processes on one SQLite file wait for its lock
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            heartbeat_stale_trial_callback=_retry_callback(max_retry),
-        )
-
-
-def _display_url(storage: Any) -> str:
-    if not isinstance(storage, str):
-        return "in memory (not resumable)" if storage is None else type(storage).__name__
-    from sqlalchemy.engine import make_url
-
-    return make_url(storage).render_as_string(hide_password=True)
-
-
-class _Heartbeat:
-    """Records Optuna heartbeats of the trials this process runs, from a background thread."""
-
-    def __init__(self, storage: Any, interval: int | None) -> None:
-        self.storage = storage
-        self.interval = interval
-        self.enabled = bool(interval) and hasattr(storage, "record_heartbeat")
-
-    def beat(self, trial_ids: Sequence[int]) -> None:
-        if self.enabled:
-            for trial_id in trial_ids:
-                self.storage.record_heartbeat(trial_id)
-
-    @contextmanager
-    def running(self, trial_ids: Sequence[int]) -> Iterator[None]:
-        if not self.enabled:
-            yield
-            return
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.wait(self.interval):
-                try:
-                    self.beat(trial_ids)
-                except Exception as err:  # noqa: BLE001 - a missed beat is not fatal
-                    log.warning("heartbeat not recorded: %s", err)
-
-        thread = threading.Thread(target=loop, name="optuna-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
-
 class ResumableOptunaSweeper(OptunaSweeperImpl):
     """Hydra Optuna sweeper whose `n_trials` is the size of a persistent, shared study."""
 
@@ -254,6 +146,8 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.max_retry = max_retry
+        #: errors of the trials this process ran that failed
+        self.errors: list[str] = []
 
     def _search_space(self, arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict]:
         self._process_searchspace_config()
@@ -267,7 +161,7 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
 
     def sweep(self, arguments: list[str]) -> None:
         """Run the trials of the study still missing, then save the best result."""
-        with _optuna_notices_off():
+        with optuna_notices_off():
             self._sweep(arguments)
 
     def _sweep(self, arguments: list[str]) -> None:
@@ -290,11 +184,11 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
         log.info(
             "Study %r in %s: %d trial(s) already finished, up to %d of n_trials=%d to run "
             "(sampler %s, directions %s)",
-            study.study_name, _display_url(self.storage), len(done),
+            study.study_name, display_url(self.storage), len(done),
             trials_to_start(study.get_trials(deepcopy=False), self.n_trials, self.n_trials),
             self.n_trials, type(self.sampler).__name__, directions,
         )  # fmt: skip
-        heartbeat = _Heartbeat(storage, self.heartbeat_interval)
+        heartbeat = Heartbeat(storage, self.heartbeat_interval)
         while True:
             optuna.storages.fail_stale_trials(study)
             batch = trials_to_start(study.get_trials(deepcopy=False), self.n_trials, self.n_jobs)
@@ -306,7 +200,7 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
             self._check_failures(study)
         self._save_results(study, directions)
 
-    def _ask(self, study: optuna.Study, batch: int, heartbeat: _Heartbeat) -> list[Trial]:
+    def _ask(self, study: optuna.Study, batch: int, heartbeat: Heartbeat) -> list[Trial]:
         """Ask for trials; those beyond n_trials (another process was faster) are not run."""
         asked = [study.ask() for _ in range(batch)]
         heartbeat.beat([t._trial_id for t in asked])
@@ -332,26 +226,37 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
         trials: list[Trial],
         space: dict[str, BaseDistribution],
         fixed: dict,
-        heartbeat: _Heartbeat,
+        heartbeat: Heartbeat,
         n_objectives: int,
     ) -> None:
         overrides = self._configure_trials(trials, space, fixed)
-        returns: list[JobReturn] = []
+        told = 0
         try:
             with heartbeat.running([t._trial_id for t in trials]):
                 # job directory = trial number: unique across resumes and processes
                 for group in consecutive_runs([t.number for t in trials]):
-                    returns += self.launcher.launch(
+                    returns = self.launcher.launch(
                         [overrides[i] for i in group], initial_job_idx=trials[group[0]].number
                     )
-        except KeyboardInterrupt:
-            for trial in trials[len(returns) :]:
-                study.tell(trial, state=TrialState.FAIL)  # not counted: queued again
+                    self._tell(study, [trials[i] for i in group], returns, n_objectives)
+                    told += len(group)
+        except BaseException:
+            # Ctrl-C, or a launcher error (e.g. a key that does not exist): the trials that did
+            # not run are failed without an error, so they count as missing, and queued again
+            for trial in trials[told:]:
+                study.tell(trial, state=TrialState.FAIL)
                 study.enqueue_trial(trial.params)
-            log.warning(
-                "interrupted: %d trial(s) queued again for the next run", len(trials) - len(returns)
-            )
+            log.warning("stopped: %d trial(s) queued again for the next run", len(trials) - told)
             raise
+
+    def _tell(
+        self,
+        study: optuna.Study,
+        trials: list[Trial],
+        returns: Sequence[JobReturn],
+        n_objectives: int,
+    ) -> None:
+        """Report each finished job to the study: its values, or FAIL with its error."""
         for trial, ret in zip(trials, returns, strict=True):
             values, error = objective_values(ret, n_objectives)
             if error is None:
@@ -359,18 +264,17 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
                 continue
             trial.set_user_attr(ERROR_ATTR, error[:4000])
             study.tell(trial, state=TrialState.FAIL)
+            self.errors.append(error)
             log.warning("trial %d failed (the sweep goes on): %s", trial.number, error)
 
     def _check_failures(self, study: optuna.Study) -> None:
-        failed = [
-            t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if ERROR_ATTR in t.user_attrs and not t.user_attrs.get(SURPLUS_ATTR)
-        ]  # fmt: skip
-        if len(failed) > self.max_failure_rate * self.n_trials:
+        """Stop when this run's failures exceed the budget (earlier runs' do not count, so a
+        study can be resumed once the cause is fixed)."""
+        if len(self.errors) > self.max_failure_rate * self.n_trials:
             raise SweepError(
-                f"{len(failed)} trials of study {study.study_name!r} failed, more than "
-                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} "
-                f"x n_trials={self.n_trials}; last error: {failed[-1].user_attrs[ERROR_ATTR]}; "
+                f"{len(self.errors)} trials of study {study.study_name!r} failed in this run, "
+                f"more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
+                f"x n_trials={self.n_trials}; last error: {self.errors[-1]}; "
                 f"see `stroke-runs {self.sweep_dir}`"
             )
 
