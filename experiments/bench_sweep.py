@@ -112,7 +112,8 @@ def main() -> None:
         sweep_dir = out / f"parallel_{n}"
         launcher = ["hydra/launcher=parallel", f"hydra.launcher.parallel_trials={n}"]
         cmd = sweep_command(args, data_root, sweep_dir) + launcher + device + packing
-        return timed_sweep(f"parallel launcher, {n} side by side", cmd, sweep_dir, args.trials)
+        label = "1 at a time" if n == 1 else f"{n} side by side"
+        return timed_sweep(f"parallel launcher, {label}", cmd, sweep_dir, args.trials)
 
     one_at_a_time = parallel(1) if args.process_baseline else None
     side_by_side = parallel(args.parallel)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import optuna
 import pytest
+import torch
 from conftest import compose_train
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
@@ -13,7 +17,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from stroke.errors import ConfigError
-from stroke.sweep.devices import assign_trial_slots, split_cpus, visible_gpus
+from stroke.sweep.devices import assign_trial_slots, split_cpus, usable_cpus, visible_gpus
 from stroke.sweep.optuna import consecutive_runs, objective_values
 from stroke.sweep.study import ERROR_ATTR, SURPLUS_ATTR, is_claimed, is_surplus, trials_to_start
 
@@ -167,3 +171,25 @@ def test_parallel_launcher_config_builds(tmp_path):
     launcher = instantiate(cfg.hydra.launcher)
     slots = launcher.launcher.slots()
     assert len(slots) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_each_trial_process_sees_only_its_own_gpu():
+    """The launcher's environment, in real processes: CUDA sees one GPU, a different one each."""
+    slots = assign_trial_slots(visible_gpus("auto"), usable_cpus())
+    probe = (
+        "import torch; print(torch.cuda.device_count(), torch.cuda.get_device_properties(0).uuid)"
+    )
+    seen = []
+    for slot in slots:
+        out = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ, **slot.env()},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert out[0] == "1"
+        seen.append(out[1])
+    assert len(set(seen)) == len(slots)
