@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stroke import PROJECT_ROOT  # importing stroke registers the `stroke_root` resolver
+from stroke.runs.record import RunRecorder, log_hparams
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
@@ -65,6 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning("no best checkpoint (fast_dev_run or no validation): testing current weights")
         test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(test_results[0] if test_results else {})
+    log_hparams(trainer.loggers, cfg, metrics)  # TensorBoard's HPARAMS view compares sweeps
 
     summary = {
         "metrics": metrics,
@@ -86,9 +88,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    metrics = train(cfg)
+    # status.json says running/finished/failed; in a sweep a failed trial does not stop the others
+    with RunRecorder(Path(cfg.paths.output_dir), swallow=_in_sweep()) as run:
+        metrics = train(cfg)
+    if run.failed:
+        return None  # the sweeper records the trial as failed (Optuna: TrialState.FAIL)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":
