@@ -10,6 +10,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from stroke import PROJECT_ROOT  # importing stroke registers the `stroke_root` resolver
@@ -52,9 +53,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         monitor=cfg.monitor,
         monitor_mode=cfg.monitor_mode,
     )
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=instantiate_dict(cfg.get("logger"))
-    )
+    loggers = instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    if not loggers:  # `logger=none`: the LR monitor has nothing to write to and would raise
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -217,6 +217,9 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
         sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
+        # A last training batch of one image breaks batch norm; drop the incomplete batch
+        # (a different one each epoch, as the order is shuffled) when there is a full one.
+        drop_last = shuffle and len(self.datasets[split]) >= self.batch_size
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
@@ -225,7 +228,7 @@ class StrokeDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=pin,
-            drop_last=False,
+            drop_last=drop_last,
         )
 
     def _weighted_sampler(self) -> WeightedRandomSampler:
