@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from stroke import PROJECT_ROOT
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.folds import assign_fold
 from stroke.data.images import ImageLoader
@@ -34,6 +35,11 @@ from stroke.errors import DatasetError
 log = logging.getLogger(__name__)
 
 
+def default_cache_dir() -> Path:
+    """Where decoded images are cached without `data.cache_dir` (the same as paths.cache_dir)."""
+    return Path(os.environ.get("STROKE_CACHE_DIR") or PROJECT_ROOT / ".cache") / "images"
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
     try:
@@ -42,9 +48,16 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_num_workers(num_workers: int | str) -> int:
-    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding."""
+def resolve_num_workers(num_workers: int | str, cached: bool = False) -> int:
+    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding.
+
+    Except on a machine without a GPU when images come from the cache: there the model's
+    threads already use every core, a cached batch costs about 1% of a CPU training step,
+    and worker processes would only take cores from the model (see experiments/benchmarks.md).
+    """
     if num_workers == "auto":
+        if cached and not torch.cuda.is_available():
+            return 0
         return max(0, min(8, available_cpus() - 1))
     if isinstance(num_workers, int) and num_workers >= 0:
         return num_workers
@@ -80,6 +93,8 @@ class StrokeDataModule(L.LightningDataModule):
         fold_split: str = "test",
         leakage: str | bool = "warn",
         sampler: str | None = None,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
@@ -93,7 +108,7 @@ class StrokeDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.in_chans = in_chans
         self.batch_size = batch_size
-        self.num_workers = resolve_num_workers(num_workers)
+        self.num_workers = resolve_num_workers(num_workers, cached=cache)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
@@ -114,6 +129,10 @@ class StrokeDataModule(L.LightningDataModule):
         self.near_duplicates: list[NearDuplicate] = []
         # a source that knows its format (DICOM, NIfTI) decodes its own samples
         self.loader = ImageLoader(image_size, in_chans, reader=getattr(source, "read", None))
+        # decode each image once into a memory-mapped store shared by epochs, runs and trials
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.image_cache = None
         self.samples: list[Sample] | None = None
         self.class_names: list[str] = []
         self.datasets: dict[str, ImageClassificationDataset] = {}
@@ -177,15 +196,20 @@ class StrokeDataModule(L.LightningDataModule):
             self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
         # whatever the source and split scheme, a patient in two splits is leakage
         check_no_patient_overlap(self.samples)
-        # decode one image now, so a missing codec or a bad window fails before training
-        self.loader(self.samples[0])
+        # decode now, so a missing codec or a bad window fails before training: the cache
+        # build decodes every image once; without a cache, decode the first one
+        if self.cache:
+            loader = self._cached_loader()
+        else:
+            loader = self.loader
+            loader(self.samples[0])
         class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         for split in SPLITS:
             transform = self.train_transform if split == "train" else None
             self.datasets[split] = ImageClassificationDataset(
                 [s for s in self.samples if s.split == split],
                 class_to_idx,
-                self.loader,
+                loader,
                 transform,
                 self.mean,
                 self.std,
@@ -200,9 +224,8 @@ class StrokeDataModule(L.LightningDataModule):
             len({s.patient_id for s in self.samples}),
             f", fold {self.fold} of {self.folds}" if self.fold is not None else "",
         )
-        self.near_duplicates = check_leakage(
-            self.samples, self.loader, self.leakage, self.num_workers
-        )
+        # through the cache: the leakage check reads every image, the cache has them decoded
+        self.near_duplicates = check_leakage(self.samples, loader, self.leakage, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -217,9 +240,10 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
         sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
-        # A last training batch of one image breaks batch norm; drop the incomplete batch
-        # (a different one each epoch, as the order is shuffled) when there is a full one.
-        drop_last = shuffle and len(self.datasets[split]) >= self.batch_size
+        # A last training batch of a single image breaks batch norm: drop that one image
+        # (a different one each epoch, as the order is shuffled); other short batches stay.
+        size = len(self.datasets[split])
+        drop_last = shuffle and size > self.batch_size and size % self.batch_size == 1
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
@@ -238,6 +262,13 @@ class StrokeDataModule(L.LightningDataModule):
         weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
         generator = torch.Generator().manual_seed(self.seed)
         return WeightedRandomSampler(weights, len(targets), replacement=True, generator=generator)
+
+    def _cached_loader(self) -> Callable:
+        """The loader answered from the image cache (built here on first use)."""
+        from stroke.data.cache import ImageCache
+
+        self.image_cache = ImageCache(self.loader, self.samples, self.cache_dir)
+        return self.image_cache
 
     def _require_setup(self) -> None:
         if self.samples is None:

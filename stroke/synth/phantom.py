@@ -28,11 +28,11 @@ __all__ = ["KNOWN_CLASSES", "PhantomConfig", "generate_phantom"]
 KNOWN_CLASSES: tuple[str, ...] = ("normal", "hemorrhagic", "ischemic")
 
 # Bump when the rendering changes, so folders written by an older generator are not reused.
-_GENERATOR_VERSION = 2
+_GENERATOR_VERSION = 3
 #: Share of lesion patients whose lesion is subtle (small or faint): the hard cases.
 #: Most acute lesions are plainly visible; a default run must reach high accuracy in
 #: minutes on a CPU while a few remain genuinely hard.
-SUBTLE_FRACTION = 0.12
+SUBTLE_FRACTION = 0.1
 _WINDOW_LEVEL_HU = 40.0
 _WINDOW_WIDTH_HU = 80.0
 _AIR_HU, _BONE_HU, _SCALP_HU, _CSF_HU = -1000.0, 1000.0, 20.0, 6.0
@@ -180,7 +180,7 @@ class _Hemorrhage:
         self.irregularity = rng.uniform(0.05, 0.25)
         self.shape = _SmoothField(rng, 8, 10.0)
         # over grey matter, the densest tissue; acute blood is ~20-45 HU above it
-        self.excess_hu = _log_uniform(rng, 3.0, 12.0) if subtle else rng.uniform(20.0, 45.0)
+        self.excess_hu = _log_uniform(rng, 3.0, 12.0) if subtle else rng.uniform(25.0, 45.0)
 
     def margin(self, plane: _Plane) -> np.ndarray:
         """Positive inside the lesion, growing towards its core."""
@@ -226,8 +226,8 @@ class _Infarct:
         self.inner_radius = rng.uniform(0.35, 0.65)
         self.irregularity = rng.uniform(0.05, 0.2)
         self.shape = _SmoothField(rng, 8, 6.0)
-        # hyperacute infarcts drop a few HU, established ones 10-18 HU
-        self.drop_hu = rng.uniform(2.0, 5.0) if subtle else rng.uniform(10.0, 18.0)
+        # hyperacute infarcts drop a few HU, established ones 12-20 HU
+        self.drop_hu = rng.uniform(2.0, 5.0) if subtle else rng.uniform(12.0, 20.0)
         self.diffuseness = rng.uniform(0.15, 0.5)
 
     def margin(self, plane: _Plane) -> np.ndarray:
