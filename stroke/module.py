@@ -78,6 +78,10 @@ class StrokeClassifier(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
+        # Training loss and accuracy are summed on the device and logged once an epoch:
+        # `self.log` on every step costs more than a small GPU step (experiments/benchmarks.md).
+        self.register_buffer("train_sums", torch.zeros(2), persistent=False)
+        self.train_seen = 0
 
     @staticmethod
     def _class_weights(
@@ -109,14 +113,24 @@ class StrokeClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, probs, targets = self._step(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log(
-            "train/acc",
-            (probs.argmax(1) == targets).float().mean(),
-            on_step=False,
-            on_epoch=True,
-        )
+        correct = (probs.argmax(1) == targets).sum()
+        self.train_sums += torch.stack((loss.detach().float() * len(targets), correct.float()))
+        self.train_seen += len(targets)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+        self.train_seen = 0
+
+    def on_train_epoch_end(self) -> None:
+        """Epoch means of the training loss and accuracy, exact across DDP processes."""
+        strategy = self.trainer.strategy
+        sums = strategy.reduce(self.train_sums.clone(), reduce_op="sum")
+        seen = torch.tensor(float(self.train_seen), device=self.device)
+        seen = strategy.reduce(seen, reduce_op="sum")
+        if seen > 0:
+            self.log("train/loss", sums[0] / seen, prog_bar=True)
+            self.log("train/acc", sums[1] / seen)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, probs, targets = self._step(batch)

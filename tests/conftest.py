@@ -33,6 +33,14 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _image_cache_in_tmp(tmp_path_factory):
+    """Decoded-image caches of test runs go to a temporary folder, not the project's .cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STROKE_CACHE_DIR", str(tmp_path_factory.mktemp("stroke_cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """A tiny phantom: 9 patients x 3 slices at 48 px, three classes."""

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from stroke import PROJECT_ROOT
 from stroke.data.dataset import ImageClassificationDataset
+from stroke.data.folds import assign_fold
 from stroke.data.images import ImageLoader
+from stroke.data.leakage import (
+    NearDuplicate,
+    check_leakage,
+    resolve_leakage_mode,
+    write_leakage_csv,
+)
 from stroke.data.samples import (
     SPLITS,
     Sample,
@@ -21,10 +29,15 @@ from stroke.data.samples import (
     resolve_classes,
     write_splits_csv,
 )
-from stroke.data.splits import assign_splits
+from stroke.data.splits import assign_splits, check_no_patient_overlap
 from stroke.errors import DatasetError
 
 log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """Where decoded images are cached without `data.cache_dir` (the same as paths.cache_dir)."""
+    return Path(os.environ.get("STROKE_CACHE_DIR") or PROJECT_ROOT / ".cache") / "images"
 
 
 def available_cpus() -> int:
@@ -35,13 +48,24 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_num_workers(num_workers: int | str) -> int:
-    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding."""
+def resolve_num_workers(num_workers: int | str, cached: bool = False) -> int:
+    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding.
+
+    Except on a machine without a GPU when images come from the cache: there the model's
+    threads already use every core, a cached batch costs about 1% of a CPU training step,
+    and worker processes would only take cores from the model (see experiments/benchmarks.md).
+    """
     if num_workers == "auto":
+        if cached and not torch.cuda.is_available():
+            return 0
         return max(0, min(8, available_cpus() - 1))
     if isinstance(num_workers, int) and num_workers >= 0:
         return num_workers
     raise DatasetError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
+
+
+#: `data.sampler`: None shuffles; `weighted` balances classes (beside model.class_weighting).
+SAMPLERS = (None, "weighted")
 
 
 class StrokeDataModule(L.LightningDataModule):
@@ -64,6 +88,13 @@ class StrokeDataModule(L.LightningDataModule):
         std: float | Sequence[float] = 0.25,
         train_transform: Callable | None = None,
         pin_memory: bool | None = None,
+        folds: int = 5,
+        fold: int | None = None,
+        fold_split: str = "test",
+        leakage: str | bool = "warn",
+        sampler: str | None = None,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
@@ -77,7 +108,7 @@ class StrokeDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.in_chans = in_chans
         self.batch_size = batch_size
-        self.num_workers = resolve_num_workers(num_workers)
+        self.num_workers = resolve_num_workers(num_workers, cached=cache)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.seed = seed
@@ -87,7 +118,21 @@ class StrokeDataModule(L.LightningDataModule):
         self.std = _per_channel(std, in_chans, "std")
         self.train_transform = train_transform
         self.pin_memory = pin_memory
-        self.loader = ImageLoader(image_size, in_chans)
+        if sampler not in SAMPLERS:
+            raise DatasetError(f"data.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        # cross-validation: fold `fold` of `folds` is held out (stroke.data.folds); None: off
+        self.folds = folds
+        self.fold = fold
+        self.fold_split = fold_split
+        self.leakage = resolve_leakage_mode(leakage)
+        self.sampler = sampler
+        self.near_duplicates: list[NearDuplicate] = []
+        # a source that knows its format (DICOM, NIfTI) decodes its own samples
+        self.loader = ImageLoader(image_size, in_chans, reader=getattr(source, "read", None))
+        # decode each image once into a memory-mapped store shared by epochs, runs and trials
+        self.cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.image_cache = None
         self.samples: list[Sample] | None = None
         self.class_names: list[str] = []
         self.datasets: dict[str, ImageClassificationDataset] = {}
@@ -113,6 +158,10 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         write_splits_csv(self.samples, Path(path))
 
+    def write_leakage_report(self, path: str | Path) -> None:
+        """Record the near-duplicate pairs found across splits (nothing when there are none)."""
+        if self.near_duplicates:
+            write_leakage_csv(self.near_duplicates, Path(path))
     def state_dict(self) -> dict:
         """Preprocessing and classes, saved by Lightning in every checkpoint (plain values).
 
@@ -145,14 +194,34 @@ class StrokeDataModule(L.LightningDataModule):
         if not samples:
             raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
         self.class_names = resolve_classes(samples, self.requested_classes, where)
-        self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
+        if self.fold is not None:
+            self.samples = assign_fold(
+                samples,
+                self.folds,
+                self.fold,
+                self.val_fraction,
+                self.test_fraction,
+                self.seed,
+                self.fold_split,
+            )
+        else:
+            self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
+        # whatever the source and split scheme, a patient in two splits is leakage
+        check_no_patient_overlap(self.samples)
+        # decode now, so a missing codec or a bad window fails before training: the cache
+        # build decodes every image once; without a cache, decode the first one
+        if self.cache:
+            loader = self._cached_loader()
+        else:
+            loader = self.loader
+            loader(self.samples[0])
         class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         for split in SPLITS:
             transform = self.train_transform if split == "train" else None
             self.datasets[split] = ImageClassificationDataset(
                 [s for s in self.samples if s.split == split],
                 class_to_idx,
-                self.loader,
+                loader,
                 transform,
                 self.mean,
                 self.std,
@@ -160,12 +229,15 @@ class StrokeDataModule(L.LightningDataModule):
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
         log.info(
-            "data: %s, classes %s, images train/val/test %d/%d/%d, patients %d",
+            "data: %s, classes %s, images train/val/test %d/%d/%d, patients %d%s",
             where,
             self.class_names,
             *(len(self.datasets[s]) for s in SPLITS),
             len({s.patient_id for s in self.samples}),
+            f", fold {self.fold} of {self.folds}" if self.fold is not None else "",
         )
+        # through the cache: the leakage check reads every image, the cache has them decoded
+        self.near_duplicates = check_leakage(self.samples, loader, self.leakage, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -179,15 +251,36 @@ class StrokeDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
+        # A last training batch of a single image breaks batch norm: drop that one image
+        # (a different one each epoch, as the order is shuffled); other short batches stay.
+        size = len(self.datasets[split])
+        drop_last = shuffle and size > self.batch_size and size % self.batch_size == 1
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=pin,
-            drop_last=False,
+            drop_last=drop_last,
         )
+
+    def _weighted_sampler(self) -> WeightedRandomSampler:
+        """Draw training images with probability 1 / (images of their class): balanced batches."""
+        counts = self.class_counts("train")
+        targets = torch.tensor(self.datasets["train"].targets)
+        weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
+        generator = torch.Generator().manual_seed(self.seed)
+        return WeightedRandomSampler(weights, len(targets), replacement=True, generator=generator)
+
+    def _cached_loader(self) -> Callable:
+        """The loader answered from the image cache (built here on first use)."""
+        from stroke.data.cache import ImageCache
+
+        self.image_cache = ImageCache(self.loader, self.samples, self.cache_dir)
+        return self.image_cache
 
     def _require_setup(self) -> None:
         if self.samples is None:

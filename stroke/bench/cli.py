@@ -1,0 +1,344 @@
+"""`stroke-bench`: measure the configured experiment's speed and print one table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from stroke.bench.loops import InMemoryBatches, Timing, lightning_loop, plain_loop, take_batches
+from stroke.bench.probes import (
+    cache_pass_memory,
+    loader_throughput,
+    machine_description,
+    peak_rss_mb,
+)
+from stroke.bench.startup import FRAMEWORK_IMPORTS, import_seconds, time_to_first_step
+from stroke.data.cache import ImageCache
+from stroke.data.datamodule import StrokeDataModule
+from stroke.errors import ConfigError
+from stroke.train import CONFIG_DIR, instantiate_dict
+
+log = logging.getLogger("stroke.bench")
+
+
+@dataclass
+class Report:
+    """The benchmark's figures as table rows (measure, value, note) under a title."""
+
+    title: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def add(self, key: str, measure: str, value: float, unit: str, note: str = "") -> None:
+        self.figures[key] = round(value, 4)
+        shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.1f}"
+        self.rows.append((measure, f"{shown} {unit}", note))
+
+    def markdown(self) -> str:
+        lines = [self.title, "", "| measure | value | note |", "| --- | ---: | --- |"]
+        lines += [f"| {m} | {v} | {n} |" for m, v, n in self.rows]
+        return "\n".join(lines)
+
+
+class Bench:
+    """One benchmark run of the experiment `cfg` describes (bench settings under `cfg.bench`)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.paths.output_dir)
+        self.warmup = int(cfg.bench.warmup_steps)
+        perf = cfg.get("callbacks", {}).get("performance") or {}
+        self.channels_last = perf.get("channels_last", False)
+        self.compile = perf.get("compile", False)
+        probe = self.make_trainer([])
+        if probe.world_size > 1:
+            raise ConfigError("stroke-bench times one device; set trainer.devices=1")
+        self.device, self.precision = probe.strategy.root_device, str(probe.precision)
+        transform = instantiate(cfg.augmentation)
+        self.raw: StrokeDataModule = instantiate(cfg.data, train_transform=transform, cache=False)
+        self.cached: StrokeDataModule = instantiate(cfg.data, train_transform=transform, cache=True)
+        self.raw.setup("fit")
+        self.cached.setup("fit")  # the configured cache folder: warm for the start-up run
+        self.items = [s.path for s in self.cached.samples]
+
+    def make_trainer(self, extra_callbacks: list) -> L.Trainer:
+        """The trainer `stroke-train` builds, with `extra_callbacks`, minus the sanity check."""
+        return instantiate(
+            self.cfg.trainer,
+            callbacks=instantiate_dict(self.cfg.get("callbacks")) + extra_callbacks,
+            logger=instantiate_dict(self.cfg.get("logger")),
+            num_sanity_val_steps=0,
+        )
+
+    def make_module(self) -> L.LightningModule:
+        """The model `stroke-train` builds, initialized from the same seed every time."""
+        L.seed_everything(self.cfg.seed, workers=True, verbose=False)
+        dm = self.cached
+        return instantiate(
+            self.cfg.model,
+            num_classes=dm.num_classes,
+            in_chans=dm.in_chans,
+            class_names=dm.class_names,
+            class_counts=dm.class_counts("train"),
+            monitor=self.cfg.monitor,
+            monitor_mode=self.cfg.monitor_mode,
+        )
+
+    def title(self) -> str:
+        dm, cfg = self.cached, self.cfg
+        return (
+            f"stroke-bench: {cfg.model.backbone.name}, {dm.image_size} px x {dm.in_chans} ch, "
+            f"batch {dm.batch_size}, {len(self.items)} images, augmentation "
+            f"{HydraConfig.get().runtime.choices.get('augmentation')}, precision "
+            f"{self.precision}, device {self.device}, {dm.num_workers} loader workers\n\n"
+            f"machine: {machine_description(self.device)}"
+        )
+
+    # -- the figures ----------------------------------------------------------------------
+    def loaders(self, report: Report) -> None:
+        """Images per second from raw files and from the cache, and the cost of the build."""
+        cold_dir = self.run_dir / "cold_cache"
+        started = time.perf_counter()
+        cold = ImageCache(self.cached.loader, self.items, cold_dir, progress=False)
+        build_s, self.cache_mb = time.perf_counter() - started, cold.nbytes / 1e6
+        shutil.rmtree(cold_dir, ignore_errors=True)
+        batches, workers = int(self.cfg.bench.loader_batches), self.cached.num_workers
+        raw = loader_throughput(self.raw.train_dataloader(), batches)
+        cached = loader_throughput(self.cached.train_dataloader(), batches)
+        report.add(
+            "loader_raw_img_s",
+            "loader: raw files",
+            raw,
+            "img/s",
+            f"decode + resize + augment + tensor, {workers} workers",
+        )
+        report.add(
+            "loader_cache_img_s",
+            "loader: image cache",
+            cached,
+            "img/s",
+            f"{cached / raw:.1f}x raw files: augment + tensor only",
+        )
+        report.add(
+            "cache_build_img_s",
+            "cache build (once per data and settings)",
+            len(self.items) / build_s,
+            "img/s",
+            f"{len(self.items)} images, {self.cache_mb:.1f} MB, {build_s:.1f} s",
+        )
+
+    def training(self, report: Report) -> None:
+        """Plain loop vs stroke-train's loop, in-memory tensors vs the real loaders."""
+        bench = self.cfg.bench
+        steps = min(int(bench.steps), self._batches_per_epoch() - self.warmup)
+        if steps < 1:
+            raise ConfigError(
+                f"one training epoch has {self._batches_per_epoch()} batches; "
+                f"bench.warmup_steps={self.warmup} leaves none to time"
+            )
+        count = self.warmup + steps
+        batches = take_batches(self.cached.train_dataloader(), count, self.device)
+
+        def plain(source) -> Timing:
+            return plain_loop(
+                self.make_module(),
+                source,
+                self.device,
+                self.precision,
+                self.warmup,
+                steps,
+                self.channels_last,
+                self.compile,
+            )
+
+        def framework(**inputs) -> Timing:
+            return lightning_loop(
+                self.make_trainer, self.make_module(), self.warmup, steps, **inputs
+            )
+
+        loops: dict[str, Callable[[], Timing]] = {
+            "plain_memory": lambda: plain(batches),
+            "train_memory": lambda: framework(train_loader=InMemoryBatches(batches).loader()),
+            "plain_cache": lambda: plain(self.cached.train_dataloader()),
+            "train_cache": lambda: framework(datamodule=self.cached),
+            "train_raw": lambda: framework(datamodule=self.raw),
+        }
+        statistic = str(bench.statistic)
+        if statistic == "auto":
+            statistic = "mean" if self.device.type == "cuda" else "median"
+        if statistic not in ("mean", "median"):
+            raise ConfigError(f"bench.statistic must be auto, mean or median, got {statistic!r}")
+        best: dict[str, float] = {}
+        repeats = max(1, int(bench.repeats))
+        for _ in range(repeats):  # interleaved: a burst of other load hits every loop alike
+            for key, measure in loops.items():
+                timing = measure()
+                rate = timing.median_images_per_s if statistic == "median" else timing.images_per_s
+                best[key] = max(best.get(key, 0.0), rate)
+                log.info("bench: %s %.2f img/s (%s)", key, rate, statistic)
+        ratio = {key: rate / best["train_memory"] for key, rate in best.items()}
+        report.add(
+            "plain_memory_img_s",
+            "train: plain PyTorch loop, tensors in memory",
+            best["plain_memory"],
+            "img/s",
+            f"{statistic} step of {steps} after {self.warmup} warm-up, best of {repeats}",
+        )
+        report.add(
+            "train_memory_img_s",
+            "train: stroke-train loop, tensors in memory",
+            best["train_memory"],
+            "img/s",
+            f"**{best['train_memory'] / best['plain_memory']:.3f}** of plain loop",
+        )
+        report.add(
+            "plain_cache_img_s",
+            "train: plain PyTorch loop, cached loader",
+            best["plain_cache"],
+            "img/s",
+            f"{best['plain_cache'] / best['plain_memory']:.3f} of plain in memory",
+        )
+        report.add(
+            "train_cache_img_s",
+            "train: stroke-train loop, cached loader",
+            best["train_cache"],
+            "img/s",
+            f"**{ratio['train_cache']:.3f}** of in memory",
+        )
+        report.add(
+            "train_raw_img_s",
+            "train: stroke-train loop, raw files (data.cache=false)",
+            best["train_raw"],
+            "img/s",
+            f"{ratio['train_raw']:.3f} of in memory",
+        )
+        batch = self.cached.batch_size
+        overhead_ms = (1 / best["train_memory"] - 1 / best["plain_memory"]) * batch * 1000
+        report.add(
+            "framework_ms_per_step",
+            "train: stroke-train's time per step beyond the plain loop",
+            overhead_ms,
+            "ms",
+            "hooks, callbacks, logging; what a faster device would expose",
+        )
+        report.figures["framework_ratio"] = round(best["train_memory"] / best["plain_memory"], 4)
+        report.figures["loader_ratio"] = round(ratio["train_cache"], 4)
+
+    def memory(self, report: Report) -> None:
+        """Resident memory while this process reads the whole cache once."""
+        memory = cache_pass_memory(self.cached.image_cache, self.items)
+        report.add(
+            "cache_pass_heap_mb",
+            "memory: reading the whole cache, heap growth",
+            memory["heap"],
+            "MB",
+            f"an in-memory cache would add its {self.cache_mb:.1f} MB of pixels",
+        )
+        report.add(
+            "cache_mapped_mb",
+            "memory: cache pages resident afterwards",
+            memory["mapped"],
+            "MB",
+            f"of {self.cache_mb:.1f} MB; file-backed: shared by workers and runs, reclaimable",
+        )
+
+    def startup(self, report: Report, overrides: list[str]) -> None:
+        """A fresh `stroke-train` to its first step, the floor its imports set, and its memory."""
+        first = time_to_first_step(overrides, self.run_dir / "startup")
+        floor = import_seconds()
+        report.add(
+            "startup_s",
+            "start-up: `stroke-train` to its first training step",
+            first["seconds"],
+            "s",
+            "fresh process, warm cache, sanity check included",
+        )
+        report.add(
+            "import_floor_s",
+            "start-up floor: python + framework imports",
+            floor,
+            "s",
+            f"`python -c '{FRAMEWORK_IMPORTS}'`",
+        )
+        report.add(
+            "startup_peak_rss_mb",
+            "peak RSS: `stroke-train` at its first step",
+            first["peak_rss_mb"],
+            "MB",
+            "the training process itself",
+        )
+
+    def peaks(self, report: Report) -> None:
+        """Peak resident memory of this process (and of the GPU)."""
+        report.add(
+            "peak_rss_mb",
+            "peak RSS: this benchmark process",
+            peak_rss_mb(),
+            "MB",
+            "framework, five models in turn, in-memory batches, cache pages",
+        )
+        if self.device.type == "cuda":
+            report.add(
+                "peak_gpu_mb",
+                "peak GPU memory: this benchmark process",
+                torch.cuda.max_memory_allocated(self.device) / 2**20,
+                "MB",
+                "allocated by tensors (torch.cuda.max_memory_allocated)",
+            )
+
+    def _batches_per_epoch(self) -> int:
+        """Training batches of one epoch, after `trainer.limit_train_batches`."""
+        batches = len(self.cached.train_dataloader())
+        limit = self.cfg.trainer.get("limit_train_batches")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            return min(batches, limit)
+        if isinstance(limit, float):
+            return int(batches * limit)
+        return batches
+
+
+def run_bench(cfg: DictConfig, overrides: list[str]) -> Report:
+    """Every figure of the table, measured in this one run."""
+    bench = Bench(cfg)
+    report = Report(bench.title())
+    bench.loaders(report)
+    bench.training(report)
+    bench.memory(report)
+    if cfg.bench.startup:
+        bench.startup(report, overrides)
+    bench.peaks(report)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    """Run the benchmark, print the table and keep it as bench.md / bench.json in the run dir."""
+    given = list(HydraConfig.get().overrides.task)
+    # the start-up run gets the experiment's overrides, not the benchmark's own
+    experiment = [o for o in given if not o.lstrip("+~").startswith(("bench.", "hydra."))]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    report = run_bench(cfg, experiment)
+    command = " ".join(["stroke-bench", *given])
+    text = f"{report.markdown()}\n\ncommand: `{command}`\n"
+    run_dir = Path(cfg.paths.output_dir)
+    (run_dir / "bench.md").write_text(text)
+    figures = {"command": command, **report.figures}
+    (run_dir / "bench.json").write_text(json.dumps(figures, indent=2))
+    print(f"\n{text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""`stroke-bench` end to end on a tiny phantom."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY
+
+
+@pytest.mark.slow
+def test_bench_prints_every_figure(phantom_dir, tmp_path):
+    run_dir = tmp_path / "bench"
+    cmd = [
+        sys.executable, "-m", "stroke.bench", *TINY, f"data.root={phantom_dir}",
+        "bench.warmup_steps=1", "bench.steps=2", "bench.repeats=1", "bench.loader_batches=2",
+        f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for measure in (
+        "loader: raw files",
+        "loader: image cache",
+        "train: plain PyTorch loop, tensors in memory",
+        "train: stroke-train loop, tensors in memory",
+        "train: stroke-train loop, cached loader",
+        "start-up: `stroke-train` to its first training step",
+        "peak RSS: this benchmark process",
+        "peak RSS: `stroke-train` at its first step",
+    ):
+        assert f"| {measure} |" in result.stdout
+    figures = json.loads((run_dir / "bench.json").read_text())
+    assert figures["framework_ratio"] > 0 and figures["loader_ratio"] > 0
+    assert 0 < figures["startup_s"] < 600
+    assert figures["command"].startswith("stroke-bench ")
+    # the start-up run trained with the benchmark's experiment overrides, not its own
+    startup_cfg = (run_dir / "startup" / ".hydra" / "overrides.yaml").read_text()
+    assert "data.image_size=32" in startup_cfg and "bench.steps" not in startup_cfg
