@@ -16,6 +16,7 @@ def test_bench_prints_every_figure(phantom_dir, tmp_path):
     cmd = [
         sys.executable, "-m", "stroke.bench", *TINY, f"data.root={phantom_dir}",
         "bench.warmup_steps=1", "bench.steps=2", "bench.repeats=1", "bench.loader_batches=2",
+        "bench.overhead_steps=3",
         f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -26,6 +27,7 @@ def test_bench_prints_every_figure(phantom_dir, tmp_path):
         "train: plain PyTorch loop, tensors in memory",
         "train: stroke-train loop, tensors in memory",
         "train: stroke-train loop, cached loader",
+        "train: stroke-train's own time per step (trivial network)",
         "start-up: `stroke-train` to its first training step",
         "peak RSS: this benchmark process",
         "peak RSS: `stroke-train` at its first step",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from stroke.errors import ConfigError
@@ -34,6 +35,11 @@ class Timing:
     def add(self, images: int, seconds: float) -> None:
         self.step_images.append(images)
         self.step_seconds.append(seconds)
+
+    def extend(self, other: Timing) -> None:
+        """Pool the steps of another run of the same loop (repeats)."""
+        self.step_images += other.step_images
+        self.step_seconds += other.step_seconds
 
     @property
     def images_per_s(self) -> float:
@@ -88,6 +94,11 @@ class InMemoryBatches(Dataset):
     def loader(self) -> DataLoader:
         """A DataLoader yielding the batches unchanged (no collation, no workers)."""
         return DataLoader(self, batch_size=None, shuffle=False, num_workers=0)
+
+
+def trivial_network(in_chans: int, num_classes: int) -> nn.Module:
+    """A network with next to no work: what remains of a training step is the loop's cost."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_chans, num_classes))
 
 
 def take_batches(loader: Iterable[Batch], count: int, device: torch.device) -> list[Batch]:
