@@ -260,14 +260,21 @@ class Bench:
             return module
 
         plain, framework = Timing(), Timing()
-        for _ in range(self._repeats):
-            plain.extend(
-                plain_loop(module(), batches, self.device, self.precision, self.warmup, count)
-            )
-            loader = InMemoryBatches(batches).loader()
-            framework.extend(
-                lightning_loop(self.make_trainer, module(), self.warmup, count, train_loader=loader)
-            )
+        threads = torch.get_num_threads()
+        # one thread: the loop's Python is serial anyway, and tiny ops split over threads
+        # stall on each other whenever something else keeps a core busy
+        torch.set_num_threads(1)
+        try:
+            for _ in range(self._repeats):
+                args = (self.device, self.precision, self.warmup, count)
+                plain.extend(plain_loop(module(), batches, *args))
+                loader = InMemoryBatches(batches).loader()
+                trained = lightning_loop(
+                    self.make_trainer, module(), self.warmup, count, train_loader=loader
+                )
+                framework.extend(trained)
+        finally:
+            torch.set_num_threads(threads)
         overhead = statistics.median(framework.step_seconds) - statistics.median(plain.step_seconds)
         model_step = self.cached.batch_size / self._rates["plain_memory"]
         bound = model_step / (model_step + max(overhead, 0.0))
@@ -276,8 +283,8 @@ class Bench:
             "train: stroke-train's own time per step (trivial network)",
             overhead * 1000,
             "ms",
-            f"median of {count} steps x {self._repeats}; bounds the ratio at {bound:.3f} for "
-            f"this model's {model_step * 1000:,.0f} ms plain step",
+            f"median of {count} steps x {self._repeats}, 1 thread; bounds the ratio at "
+            f"{bound:.3f} for this model's {model_step * 1000:,.0f} ms plain step",
         )
         report.figures["framework_ratio_bound"] = round(bound, 4)
 

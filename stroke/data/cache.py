@@ -17,6 +17,7 @@ resident memory holds only the pages in use, whatever the dataset size.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import inspect
 import json
@@ -238,6 +239,7 @@ class ImageCache:
                 images = np.lib.format.open_memmap(
                     tmp / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=shape
                 )
+                _reserve_disk(tmp / IMAGES_FILE)
             except OSError as err:
                 raise DatasetError(
                     f"cannot write a {np.prod(shape) / 1e9:.1f} GB image cache under "
@@ -299,6 +301,20 @@ class ImageCache:
                 # A run still reading it keeps its mapping: unlinking does not unmap.
                 shutil.rmtree(other, ignore_errors=True)
                 log.info("image cache: removed superseded %s", other)
+
+
+def _reserve_disk(path: Path) -> None:
+    """Allocate the (sparse) file's blocks now: a full disk is then an error here, not a
+    SIGBUS when a page of the mapping is written later."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise
+            # file systems without fallocate: the mapping allocates as it is written
 
 
 def _chunks(items: list[Any], start: int, size: int) -> Iterator[tuple[int, list[Any]]]:
