@@ -30,6 +30,22 @@ def test_default_target_layer_per_architecture(name, layer):
     assert cams.shape == (2, 64, 64) and cams.min() >= 0 and cams.max() <= 1
 
 
+@pytest.mark.parametrize(
+    ("name", "size", "layer"),
+    [
+        ("resnet18", 64, "layer2"),
+        ("resnet18", 224, "layer4"),
+        ("cnn_small", 64, "features.3.act"),
+        ("cnn_small", 150, "features.4.act"),
+        ("cnn_bn", 64, "features.3.act"),
+    ],
+)
+def test_small_inputs_get_a_stage_with_a_usable_map(name, size, layer):
+    """The deepest stage whose heat map is at least 7x7 at that input size."""
+    net = create_model(name, num_classes=2, in_chans=1)
+    assert default_target_layer(net, size) == layer
+
+
 def test_target_layer_override_and_a_wrong_name():
     net = create_model("cnn_small", num_classes=2, in_chans=1)
     cams = grad_cams(net, torch.randn(1, 1, 64, 64), [1], target_layer="features.2.act")

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from stroke.explain.gradcam import grad_cams, overlay, resolve_target_layer
+from stroke.explain.gradcam import grad_cams, overlay
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,11 @@ class GradCamCallback(Callback):
         net = getattr(pl_module, "net", None)
         if not loggers or net is None or not self._pick_images(trainer):
             return
-        layer_name, _ = resolve_target_layer(net, self.target_layer)
         images = self._images.to(pl_module.device)
         with torch.no_grad():
             probs = net(images).float().softmax(dim=1).cpu()
         predicted = probs.argmax(dim=1).tolist()
-        cams = grad_cams(net, images, predicted, layer_name)
+        cams = grad_cams(net, images, predicted, self.target_layer)
         figure = self._figure(cams, predicted, probs, getattr(pl_module, "class_names", None))
         for logger in loggers:
             logger.experiment.add_figure(self.tag, figure, global_step=trainer.current_epoch)

@@ -1,9 +1,11 @@
 """Grad-CAM heat maps (pytorch-grad-cam) for the custom CNNs and timm backbones.
 
 The target layer is found automatically: for the custom CNNs (StrokeCNN) the activation
-of the last conv block, before its pooling, so the map keeps twice the resolution of the
-block's output; for timm models the last feature stage their `feature_info` names. A
-dotted module name (e.g. `layer3`, `features.2.act`) overrides it.
+of a conv block before its pooling (twice the resolution of the block's output); for timm
+models a feature stage their `feature_info` names. It is the last one, unless at the
+input size its map would be smaller than 7 x 7 (ResNet's last stage at 224 px): then the
+deepest one that is not, since a 2 x 2 map (resnet18 at 64 px) cannot point at a lesion.
+A dotted module name (e.g. `layer3`, `features.2.act`) overrides it.
 """
 
 from __future__ import annotations
@@ -21,26 +23,50 @@ from torch import nn
 from stroke.errors import ConfigError
 from stroke.models.custom import StrokeCNN
 
+#: Smallest heat-map side the automatic choice accepts when a shallower stage has more.
+MIN_CAM_CELLS = 7
 
-def default_target_layer(net: nn.Module) -> str:
-    """The dotted name of the layer whose activations Grad-CAM weighs, chosen per architecture."""
+
+def _stages(net: nn.Module) -> list[tuple[str, int]]:
+    """(dotted name, reduction) of each candidate layer, shallow to deep."""
     if isinstance(net, StrokeCNN):
-        last = len(net.features) - 1
-        return f"features.{last}.act"
+        # the activation precedes the block's pooling: reduction 2**i, not 2**(i + 1)
+        return [(f"features.{i}.act", 2**i) for i in range(len(net.features))]
     info = getattr(net, "feature_info", None)
     if info:
-        last = info[-1] if isinstance(info, list) else info.get_dicts()[-1]
-        if last.get("module"):
-            return str(last["module"])
+        entries = info if isinstance(info, list) else info.get_dicts()
+        stages = [
+            (str(e["module"]), int(e.get("reduction", 1))) for e in entries if e.get("module")
+        ]
+        if stages:
+            return stages
     convolutions = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
     if not convolutions:
         raise ConfigError(f"{type(net).__name__} has no Conv2d layer: give target_layer=")
-    return convolutions[-1]
+    return [(convolutions[-1], 1)]
 
 
-def resolve_target_layer(net: nn.Module, name: str | None = None) -> tuple[str, nn.Module]:
+def default_target_layer(net: nn.Module, input_size: int | None = None) -> str:
+    """The dotted name of the layer whose activations Grad-CAM weighs, chosen per architecture.
+
+    Without `input_size`, the last stage; with it, the deepest stage whose map is at
+    least MIN_CAM_CELLS wide (the last stage when none is).
+    """
+    stages = _stages(net)
+    if input_size:
+        wide_enough = [
+            name for name, reduction in stages if input_size // reduction >= MIN_CAM_CELLS
+        ]
+        if wide_enough:
+            return wide_enough[-1]
+    return stages[-1][0]
+
+
+def resolve_target_layer(
+    net: nn.Module, name: str | None = None, input_size: int | None = None
+) -> tuple[str, nn.Module]:
     """The (name, module) Grad-CAM hooks into: `name` when given, else the default."""
-    name = name or default_target_layer(net)
+    name = name or default_target_layer(net, input_size)
     try:
         return name, net.get_submodule(name)
     except AttributeError as err:
@@ -78,7 +104,7 @@ def grad_cams(
     target_layer: str | None = None,
 ) -> np.ndarray:
     """Grad-CAM of each image for its target class: N x H x W in [0, 1] at the input size."""
-    _, layer = resolve_target_layer(net, target_layer)
+    _, layer = resolve_target_layer(net, target_layer, min(images.shape[-2:]))
     with _isolated(net):
         device = next(net.parameters()).device
         # a fresh leaf that requires grad: the graph exists even when all weights are frozen
