@@ -20,7 +20,6 @@ from stroke.synth import PhantomConfig, generate_phantom
         ("cnn_small", "features.4.act"),
         ("cnn_bn", "features.3.act"),
         ("resnet18", "layer4"),
-        pytest.param("efficientnet_b0", "blocks.6", marks=pytest.mark.slow),
     ],
 )
 def test_default_target_layer_per_architecture(name, layer):
