@@ -10,9 +10,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from stroke import PROJECT_ROOT  # importing stroke registers the `stroke_root` resolver
+from stroke.runs.record import RunRecorder, log_hparams
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
@@ -26,6 +28,24 @@ def instantiate_dict(cfg: DictConfig | None) -> list:
     return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
 
 
+def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) -> Path:
+    """The stroke-eval report of the tested weights, in `<run>/eval/`."""
+    from stroke.evaluation.report import evaluate_and_report
+
+    eval_dir = Path(cfg.paths.output_dir) / "eval"
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    context = {
+        "checkpoint": best or "current weights (no best checkpoint)",
+        "backbone": cfg.model.backbone.name,
+        "data source": repr(datamodule.source),
+    }
+    device = trainer.strategy.root_device
+    config = instantiate(cfg.evaluation)
+    evaluate_and_report(model.net, datamodule, eval_dir, config, device, context)
+    log.info("evaluation report: %s", eval_dir / "report.md")
+    return eval_dir
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
     started = time.time()
@@ -35,6 +55,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation))
     datamodule.setup("fit")
     datamodule.write_splits(run_dir / "splits.csv")
+    datamodule.write_leakage_report(run_dir / "leakage.csv")
+    if cfg.data.get("sampler") == "weighted" and cfg.model.get("class_weighting") == "balanced":
+        log.warning(
+            "data.sampler=weighted and model.class_weighting=balanced both correct "
+            "class imbalance; together they over-weight the rare classes"
+        )
 
     model = instantiate(
         cfg.model,
@@ -45,9 +71,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         monitor=cfg.monitor,
         monitor_mode=cfg.monitor_mode,
     )
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=instantiate_dict(cfg.get("logger"))
-    )
+    loggers = instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    if not loggers:  # `logger=none`: the LR monitor has nothing to write to and would raise
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -59,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.warning("no best checkpoint (fast_dev_run or no validation): testing current weights")
         test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(test_results[0] if test_results else {})
+    log_hparams(trainer.loggers, cfg, metrics)  # TensorBoard's HPARAMS view compares sweeps
 
     summary = {
         "metrics": metrics,
@@ -66,9 +95,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 2),
         "classes": datamodule.class_names,
+        "fold": cfg.data.get("fold"),
+        "folds": cfg.data.get("folds") if cfg.data.get("fold") is not None else None,
+        "eval_dir": None,
     }
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        # after metrics.json is safe on disk: a failing report must not lose the run's summary
+        if cfg.test and cfg.get("evaluation") and len(datamodule.datasets["test"]):
+            summary["eval_dir"] = str(evaluate_test_split(cfg, model, datamodule, trainer))
+            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("run directory: %s", run_dir)
         print(f"run directory: {run_dir}")
     return metrics
@@ -78,9 +114,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
-    metrics = train(cfg)
+    # status.json says running/finished/failed; in a sweep a failed trial does not stop the others
+    with RunRecorder(Path(cfg.paths.output_dir), swallow=_in_sweep()) as run:
+        metrics = train(cfg)
+    if run.failed:
+        return None  # the sweeper records the trial as failed (Optuna: TrialState.FAIL)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

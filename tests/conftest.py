@@ -86,3 +86,25 @@ def make_class_folders(
             patient = i % patients if patients else i
             write_image(root / label / f"p{patient:03d}_{label}_{i:03d}.png", image)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(phantom_dir, tmp_path_factory) -> Path:
+    """A finished `stroke-train` run directory (CLI, tiny phantom, 2 epochs, in_chans 1)."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "stroke.train",
+        *TINY,
+        f"data.root={phantom_dir}",
+        "trainer.max_epochs=2",
+        "evaluation.n_boot=50",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

@@ -88,3 +88,9 @@ def test_bad_backbone_name_fails_before_training(phantom_dir, tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "unknown backbone model.backbone.name='resnet_nope'" in result.stderr
+
+
+def test_training_without_any_logger(phantom_dir, tmp_path):
+    cfg = compose_train([*TINY, f"data.root={phantom_dir}", "logger=none", "test=false"], tmp_path)
+    train(cfg)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

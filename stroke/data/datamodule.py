@@ -10,11 +10,18 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from stroke import PROJECT_ROOT
 from stroke.data.dataset import ImageClassificationDataset
+from stroke.data.folds import assign_fold
 from stroke.data.images import ImageLoader
+from stroke.data.leakage import (
+    NearDuplicate,
+    check_leakage,
+    resolve_leakage_mode,
+    write_leakage_csv,
+)
 from stroke.data.samples import (
     SPLITS,
     Sample,
@@ -22,7 +29,7 @@ from stroke.data.samples import (
     resolve_classes,
     write_splits_csv,
 )
-from stroke.data.splits import assign_splits
+from stroke.data.splits import assign_splits, check_no_patient_overlap
 from stroke.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -57,6 +64,10 @@ def resolve_num_workers(num_workers: int | str, cached: bool = False) -> int:
     raise DatasetError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
 
 
+#: `data.sampler`: None shuffles; `weighted` balances classes (beside model.class_weighting).
+SAMPLERS = (None, "weighted")
+
+
 class StrokeDataModule(L.LightningDataModule):
     """Images from any source, split patient-aware, augmented on the train split only."""
 
@@ -77,6 +88,11 @@ class StrokeDataModule(L.LightningDataModule):
         std: float | Sequence[float] = 0.25,
         train_transform: Callable | None = None,
         pin_memory: bool | None = None,
+        folds: int = 5,
+        fold: int | None = None,
+        fold_split: str = "test",
+        leakage: str | bool = "warn",
+        sampler: str | None = None,
         cache: bool = True,
         cache_dir: str | Path | None = None,
     ) -> None:
@@ -102,7 +118,17 @@ class StrokeDataModule(L.LightningDataModule):
         self.std = _per_channel(std, in_chans, "std")
         self.train_transform = train_transform
         self.pin_memory = pin_memory
-        self.loader = ImageLoader(image_size, in_chans)
+        if sampler not in SAMPLERS:
+            raise DatasetError(f"data.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        # cross-validation: fold `fold` of `folds` is held out (stroke.data.folds); None: off
+        self.folds = folds
+        self.fold = fold
+        self.fold_split = fold_split
+        self.leakage = resolve_leakage_mode(leakage)
+        self.sampler = sampler
+        self.near_duplicates: list[NearDuplicate] = []
+        # a source that knows its format (DICOM, NIfTI) decodes its own samples
+        self.loader = ImageLoader(image_size, in_chans, reader=getattr(source, "read", None))
         # decode each image once into a memory-mapped store shared by epochs, runs and trials
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -132,6 +158,23 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         write_splits_csv(self.samples, Path(path))
 
+    def write_leakage_report(self, path: str | Path) -> None:
+        """Record the near-duplicate pairs found across splits (nothing when there are none)."""
+        if self.near_duplicates:
+            write_leakage_csv(self.near_duplicates, Path(path))
+    def state_dict(self) -> dict:
+        """Preprocessing and classes, saved by Lightning in every checkpoint (plain values).
+
+        With it, stroke-predict and stroke-export need nothing but the checkpoint file.
+        """
+        return {
+            "image_size": self.image_size,
+            "in_chans": self.in_chans,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "class_names": list(self.class_names),
+        }
+
     # -- Lightning hooks ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         """List, map and split the samples once; build the three datasets."""
@@ -151,9 +194,28 @@ class StrokeDataModule(L.LightningDataModule):
         if not samples:
             raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
         self.class_names = resolve_classes(samples, self.requested_classes, where)
-        self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
+        if self.fold is not None:
+            self.samples = assign_fold(
+                samples,
+                self.folds,
+                self.fold,
+                self.val_fraction,
+                self.test_fraction,
+                self.seed,
+                self.fold_split,
+            )
+        else:
+            self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
+        # whatever the source and split scheme, a patient in two splits is leakage
+        check_no_patient_overlap(self.samples)
+        # decode now, so a missing codec or a bad window fails before training: the cache
+        # build decodes every image once; without a cache, decode the first one
+        if self.cache:
+            loader = self._cached_loader()
+        else:
+            loader = self.loader
+            loader(self.samples[0])
         class_to_idx = {c: i for i, c in enumerate(self.class_names)}
-        loader = self._cached_loader() if self.cache else self.loader
         for split in SPLITS:
             transform = self.train_transform if split == "train" else None
             self.datasets[split] = ImageClassificationDataset(
@@ -167,12 +229,15 @@ class StrokeDataModule(L.LightningDataModule):
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
         log.info(
-            "data: %s, classes %s, images train/val/test %d/%d/%d, patients %d",
+            "data: %s, classes %s, images train/val/test %d/%d/%d, patients %d%s",
             where,
             self.class_names,
             *(len(self.datasets[s]) for s in SPLITS),
             len({s.patient_id for s in self.samples}),
+            f", fold {self.fold} of {self.folds}" if self.fold is not None else "",
         )
+        # through the cache: the leakage check reads every image, the cache has them decoded
+        self.near_duplicates = check_leakage(self.samples, loader, self.leakage, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -186,21 +251,35 @@ class StrokeDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
+        # A last training batch of a single image breaks batch norm: drop that one image
+        # (a different one each epoch, as the order is shuffled); other short batches stay.
+        size = len(self.datasets[split])
+        drop_last = shuffle and size > self.batch_size and size % self.batch_size == 1
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=pin,
-            drop_last=False,
+            drop_last=drop_last,
         )
+
+    def _weighted_sampler(self) -> WeightedRandomSampler:
+        """Draw training images with probability 1 / (images of their class): balanced batches."""
+        counts = self.class_counts("train")
+        targets = torch.tensor(self.datasets["train"].targets)
+        weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
+        generator = torch.Generator().manual_seed(self.seed)
+        return WeightedRandomSampler(weights, len(targets), replacement=True, generator=generator)
 
     def _cached_loader(self) -> Callable:
         """The loader answered from the image cache (built here on first use)."""
         from stroke.data.cache import ImageCache
 
-        self.image_cache = ImageCache(self.loader, [s.path for s in self.samples], self.cache_dir)
+        self.image_cache = ImageCache(self.loader, self.samples, self.cache_dir)
         return self.image_cache
 
     def _require_setup(self) -> None:

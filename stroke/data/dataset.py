@@ -18,7 +18,7 @@ class ImageClassificationDataset(Dataset):
         self,
         samples: Sequence[Sample],
         class_to_idx: dict[str, int],
-        loader: Callable[[object], np.ndarray],
+        loader: Callable[[Sample], np.ndarray],
         transform: Callable | None = None,
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.25,),
@@ -34,7 +34,8 @@ class ImageClassificationDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.loader(self.samples[index].path)
+        # the whole sample, not its path: slices of one volume share a path
+        image = self.loader(self.samples[index])
         if self.transform is not None:
             image = self.transform(image=image)["image"]
             if image.ndim == 2:  # some transforms drop a single channel axis

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from stroke.data.samples import Sample
 from stroke.errors import DatasetError
 
 
@@ -81,12 +83,47 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class ImageLoader:
-    """Reads a file and brings it to the working resolution: the slow, cacheable step."""
+    """Reads a sample and brings it to the working resolution: the slow, cacheable step.
 
-    def __init__(self, image_size: int, in_chans: int) -> None:
+    Image files are decoded by `read_image`; a source that knows its own format (DICOM
+    in HU, NIfTI slices) passes its `read(sample, in_chans)` as `reader`. The letterbox
+    to `image_size` is the same for every source.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        in_chans: int,
+        reader: Callable[[Sample, int], np.ndarray] | None = None,
+    ) -> None:
         self.image_size = image_size
         self.in_chans = in_chans
+        self.reader = reader
 
-    def __call__(self, path: str | Path) -> np.ndarray:
-        """The image at `path` as uint8 `image_size` x `image_size` x `in_chans`."""
-        return letterbox(read_image(path, self.in_chans), self.image_size)
+    @property
+    def fingerprint(self) -> str:
+        """Cache-key text for what the pixels depend on besides the file itself.
+
+        Size, channels and the reader (a DICOM or NIfTI source's repr names its windows).
+        """
+        reader = repr(getattr(self.reader, "__self__", self.reader)) if self.reader else "image"
+        return f"{self.image_size}px-{self.in_chans}ch-{reader}"
+
+    def cache_settings(self) -> dict[str, object]:
+        """What the decoded-image cache keys on besides the files (see stroke.data.cache)."""
+        return {"image_size": self.image_size, "in_chans": self.in_chans, "reader": self.fingerprint}
+
+    def __call__(self, sample: Sample | str | Path) -> np.ndarray:
+        """The sample (or image file) as uint8 `image_size` x `image_size` x `in_chans`."""
+        if self.reader is None:
+            path = sample.path if isinstance(sample, Sample) else sample
+            return letterbox(read_image(path, self.in_chans), self.image_size)
+        if not isinstance(sample, Sample):
+            sample = Sample(Path(sample), label="", patient_id="")
+        image = self.reader(sample, self.in_chans)
+        if image.ndim != 3 or image.shape[2] != self.in_chans or image.dtype != np.uint8:
+            raise DatasetError(
+                f"reader {self.reader!r} returned {image.dtype} {image.shape} for {sample.path}; "
+                f"expected uint8 H x W x {self.in_chans}"
+            )
+        return letterbox(image, self.image_size)

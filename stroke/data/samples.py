@@ -19,12 +19,19 @@ NEGATIVE_LABELS = ("normal", "none", "negative", "no_hemorrhage", "healthy", "0"
 
 @dataclass(frozen=True)
 class Sample:
-    """One image with its label, the patient it belongs to and, once assigned, its split."""
+    """One image with its label, the patient it belongs to and, once assigned, its split.
+
+    `slice_index` picks one 2-D image out of a file that holds several (an axial slice
+    of a NIfTI volume, a frame of a multi-frame DICOM); None for one-image files.
+    `mask_path` is an optional lesion mask of the same geometry (kept for segmentation).
+    """
 
     path: Path
     label: str
     patient_id: str
     split: str | None = None
+    slice_index: int | None = None
+    mask_path: Path | None = None
 
 
 def patient_id_from_name(path: Path, pattern: re.Pattern[str] | None) -> str:
@@ -104,10 +111,18 @@ def resolve_classes(
 
 
 def write_splits_csv(samples: Sequence[Sample], path: Path) -> None:
-    """Write the split actually used (path, label, patient_id, split) for the record."""
+    """Write the split actually used (path, label, patient_id, split) for the record.
+
+    A `slice_index` column is added only when samples are slices of multi-image files,
+    so one-image-per-file datasets keep the four-column file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    with_slices = any(s.slice_index is not None for s in samples)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "patient_id", "split"])
+        writer.writerow(["path", "label", "patient_id", "split"] + ["slice_index"] * with_slices)
         for s in samples:
-            writer.writerow([s.path.as_posix(), s.label, s.patient_id, s.split])
+            row = [s.path.as_posix(), s.label, s.patient_id, s.split]
+            if with_slices:
+                row.append("" if s.slice_index is None else s.slice_index)
+            writer.writerow(row)

@@ -28,7 +28,11 @@ __all__ = ["KNOWN_CLASSES", "PhantomConfig", "generate_phantom"]
 KNOWN_CLASSES: tuple[str, ...] = ("normal", "hemorrhagic", "ischemic")
 
 # Bump when the rendering changes, so folders written by an older generator are not reused.
-_GENERATOR_VERSION = 1
+_GENERATOR_VERSION = 3
+#: Share of lesion patients whose lesion is subtle (small or faint): the hard cases.
+#: Most acute lesions are plainly visible; a default run must reach high accuracy in
+#: minutes on a CPU while a few remain genuinely hard.
+SUBTLE_FRACTION = 0.1
 _WINDOW_LEVEL_HU = 40.0
 _WINDOW_WIDTH_HU = 80.0
 _AIR_HU, _BONE_HU, _SCALP_HU, _CSF_HU = -1000.0, 1000.0, 20.0, 6.0
@@ -39,8 +43,8 @@ _SLICE_FILE = re.compile(r"^P\d+_s\d+\.png$")
 class PhantomConfig:
     """Size and seed of a phantom dataset; the seed alone fixes every pixel."""
 
-    n_patients: int = 60
-    slices_per_patient: int = 8
+    n_patients: int = 300
+    slices_per_patient: int = 3
     image_size: int = 128
     seed: int = 0
     classes: tuple[str, ...] = KNOWN_CLASSES
@@ -164,15 +168,19 @@ class _Hemorrhage:
         z0, half = slab
         zc = z0 + rng.uniform(-0.3, 0.3) * half
         # The first blob reaches every slice, its ends only just; a second may reach fewer.
-        reach = (half + abs(zc - z0)) * (rng.uniform(1.0, 1.35) if first else rng.uniform(0.3, 1))
+        subtle = rng.random() < SUBTLE_FRACTION
+        # A subtle lesion's end slices cut only its tip; a typical one is thick through the slab.
+        reach_factor = rng.uniform(1.0, 1.35) if subtle else rng.uniform(1.6, 2.2)
+        reach = (half + abs(zc - z0)) * (reach_factor if first else rng.uniform(0.3, 1))
         r, a = rng.uniform(0.2, 0.65), rng.uniform(0, 2 * np.pi)
-        size = _log_uniform(rng, 0.06, 0.24)
+        size = _log_uniform(rng, 0.05, 0.1) if subtle else rng.uniform(0.1, 0.24)
         self.centre = (r * math.cos(a), r * math.sin(a), zc)
         self.radii = (size, size * rng.uniform(0.6, 1.6), reach)
         self.angle = rng.uniform(0, np.pi)
         self.irregularity = rng.uniform(0.05, 0.25)
         self.shape = _SmoothField(rng, 8, 10.0)
-        self.excess_hu = _log_uniform(rng, 2.5, 40.0)  # over grey matter, the densest tissue
+        # over grey matter, the densest tissue; acute blood is ~20-45 HU above it
+        self.excess_hu = _log_uniform(rng, 3.0, 12.0) if subtle else rng.uniform(25.0, 45.0)
 
     def margin(self, plane: _Plane) -> np.ndarray:
         """Positive inside the lesion, growing towards its core."""
@@ -211,11 +219,15 @@ class _Infarct:
             self.half_width, self.midline_side = rng.uniform(0.2, 0.4), side
         z0, half = slab
         self.z_centre = z0 + rng.uniform(-0.2, 0.2) * half
-        self.z_radius = (half + abs(self.z_centre - z0)) * rng.uniform(1.05, 1.5)
+        subtle = rng.random() < SUBTLE_FRACTION
+        self.z_radius = (half + abs(self.z_centre - z0)) * (
+            rng.uniform(1.05, 1.5) if subtle else rng.uniform(1.6, 2.2)
+        )
         self.inner_radius = rng.uniform(0.35, 0.65)
         self.irregularity = rng.uniform(0.05, 0.2)
         self.shape = _SmoothField(rng, 8, 6.0)
-        self.drop_hu = rng.uniform(2.0, 7.0)
+        # hyperacute infarcts drop a few HU, established ones 12-20 HU
+        self.drop_hu = rng.uniform(2.0, 5.0) if subtle else rng.uniform(12.0, 20.0)
         self.diffuseness = rng.uniform(0.15, 0.5)
 
     def margin(self, plane: _Plane) -> np.ndarray:

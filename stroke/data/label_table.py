@@ -1,0 +1,58 @@
+"""A CSV that labels images by a key (a SOPInstanceUID, a relative path, a patient id)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+from stroke.errors import DatasetError
+
+
+def read_label_table(csv_path: str | Path, key_column: str, label_column: str) -> dict[str, str]:
+    """Read `key -> label` from a CSV; a key labelled twice with different labels is an error."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DatasetError(f"CSV of labels {str(csv_path)!r} does not exist (source.labels_csv)")
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise DatasetError(f"CSV of labels {csv_path} is empty")
+    header = [h.strip() for h in rows[0]]
+    for key, name in (("csv_key_column", key_column), ("label_column", label_column)):
+        if name not in header:
+            raise DatasetError(
+                f"source.{key}={name!r} is not a column of {csv_path}; its columns are {header}"
+            )
+    key_i, label_i = header.index(key_column), header.index(label_column)
+    labels: dict[str, str] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if max(key_i, label_i) >= len(row):
+            raise DatasetError(f"line {line_no} of {csv_path} has too few columns: {row}")
+        key, label = row[key_i].strip(), row[label_i].strip()
+        if key in labels and labels[key] != label:
+            raise DatasetError(
+                f"{key_column} {key!r} is labelled both {labels[key]!r} and {label!r} in "
+                f"{csv_path} (line {line_no}); one label per key"
+            )
+        labels[key] = label
+    if not labels:
+        raise DatasetError(f"CSV of labels {csv_path} has no data rows")
+    return labels
+
+
+def check_all_keys_found(
+    labels: dict[str, str], found: Iterable[str], what: str, csv_path: Path, where: str
+) -> None:
+    """Raise naming the CSV keys that match no image: a typo or a wrong folder, not data."""
+    unknown = sorted(set(labels) - set(found))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise DatasetError(
+            f"{len(unknown)} {what}(s) in {csv_path} match no image under {where}: {shown}; "
+            "check source.labels_csv, source.csv_key and data.root"
+        )

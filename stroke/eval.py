@@ -1,0 +1,85 @@
+"""`stroke-eval ckpt_path=...`: the evaluation directory of a trained checkpoint.
+
+The data are those the checkpoint was trained on (its run's `.hydra/config.yaml`, two
+levels above `checkpoints/x.ckpt`), so the same seed gives the same split; `data.*`
+overrides apply on top of them, and `data=<group>` (or a checkpoint without its run
+directory) uses the data group of conf/eval.yaml instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from stroke import PROJECT_ROOT
+from stroke.evaluation.report import evaluate_and_report
+from stroke.inference.checkpoint import load_classifier, run_config_of
+from stroke.inference.predictor import resolve_device
+
+log = logging.getLogger("stroke.eval")
+
+
+def _cli_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[DictConfig, str]:
+    """The data config to evaluate on and a phrase saying where it came from."""
+    overrides = _cli_overrides() if overrides is None else overrides
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    run_cfg = run_config_of(cfg.ckpt_path)
+    if run_cfg is None or "data" not in run_cfg or "data" in keys:
+        return cfg.data, "data group of conf/eval.yaml"
+    applied = []
+    for override, key in zip(overrides, keys, strict=True):
+        if key.startswith("data.") and not override.startswith("~"):
+            OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), force_add=True)
+            applied.append(override)
+    where = "the training run's data config"
+    return run_cfg.data, where + (f" with {', '.join(applied)}" if applied else "")
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
+    """Load the checkpoint safely, rebuild its data, predict val and test, write the report."""
+    classifier = load_classifier(cfg.ckpt_path)
+    data_cfg, origin = data_config(cfg)
+    datamodule = instantiate(data_cfg)
+    datamodule.setup("test")
+    classifier.check_matches(datamodule.class_names, datamodule.in_chans, f"the data ({origin})")
+    out_dir = Path(cfg.paths.output_dir)
+    context = {
+        "checkpoint": str(classifier.path),
+        "backbone": classifier.backbone.get("name"),
+        "data": origin,
+        "data source": repr(datamodule.source),
+    }
+    result = evaluate_and_report(
+        classifier.net,
+        datamodule,
+        out_dir,
+        instantiate(cfg.evaluation),
+        resolve_device(cfg.device),
+        context,
+    )
+    metrics = result["image_level"]["metrics"]
+    print(
+        f"test: accuracy {metrics['accuracy']['value']}, balanced accuracy "
+        f"{metrics['balanced_accuracy']['value']}, ROC AUC {metrics['roc_auc/macro']['value']}"
+    )
+    print(f"evaluation directory: {out_dir}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    """Entry point of `stroke-eval`."""
+    evaluate_checkpoint(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Classification metrics in NumPy (checked against scikit-learn) and patient bootstrap intervals.
+
+NumPy rather than scikit-learn calls inside the bootstrap: a thousand resamples of eight
+metrics per class take well under a second this way. `tests/test_evaluation_metrics.py`
+checks every value against scikit-learn on fixed predictions.
+
+Conventions (scikit-learn's unless said otherwise):
+- per-class values are one-vs-rest; `<metric>/macro` is their unweighted mean;
+- precision and F1 of a class that is never predicted are 0 (scikit-learn's
+  `zero_division=0`); recall, specificity, ROC AUC and average precision of a class
+  with no true (or no negative) images are undefined (NaN); a class with no true
+  images is left out of every macro mean (this only happens inside bootstrap resamples);
+- balanced accuracy is the macro recall, accuracy the fraction of correct predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+#: Metrics with a value per class and a macro mean.
+PER_CLASS_METRICS = ("precision", "recall", "specificity", "f1", "roc_auc", "average_precision")
+#: Metrics with one value for all classes.
+OVERALL_METRICS = ("accuracy", "balanced_accuracy")
+#: Metrics of one yes/no decision (a class against the rest at a threshold).
+DECISION_METRICS = (
+    "sensitivity",
+    "specificity",
+    "precision",
+    "npv",
+    "f1",
+    "accuracy",
+    "balanced_accuracy",
+)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class); rows are true classes."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, undefined: float) -> np.ndarray:
+    """numerator / denominator, `undefined` where the denominator is 0."""
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    out = np.full(numerator.shape, undefined, dtype=float)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def roc_auc(y_binary: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (the Mann-Whitney U statistic; ties count one half)."""
+    y_binary = np.asarray(y_binary, dtype=bool)
+    n_pos = int(y_binary.sum())
+    n_neg = y_binary.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[y_binary].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y_binary: np.ndarray, score: np.ndarray) -> float:
+    """Average precision: sum over thresholds of precision x recall increment (scikit-learn's)."""
+    y_binary = np.asarray(y_binary, dtype=bool)
+    if not y_binary.any():
+        return float("nan")
+    order = np.argsort(-np.asarray(score), kind="mergesort")
+    sorted_score, sorted_true = np.asarray(score)[order], y_binary[order]
+    # one point per distinct score: tied images enter together
+    last_of_tie = np.r_[np.nonzero(np.diff(sorted_score))[0], sorted_true.size - 1]
+    true_pos = np.cumsum(sorted_true)[last_of_tie]
+    precision = true_pos / (last_of_tie + 1)
+    recall = true_pos / true_pos[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def classification_scores(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    y_pred: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Every metric of a multi-class (or binary) prediction, per class and macro.
+
+    `probs` is N x K (rows sum to 1); `y_pred` defaults to its argmax. Keys are
+    `accuracy`, `balanced_accuracy`, `<metric>/<class>` and `<metric>/macro`.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=float)
+    num_classes = len(class_names)
+    if y_pred is None:
+        y_pred = probs.argmax(axis=1)
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    true_pos = np.diag(matrix).astype(float)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    total = matrix.sum()
+    # one-vs-rest ranking score per class; a binary task has one score, P(positive), and the
+    # negative class ranks by its negation (1 - P(positive) would break ties by rounding)
+    ranking = probs.copy()
+    if num_classes == 2:
+        ranking[:, 0] = -probs[:, 1]
+    per_class = {
+        "precision": _ratio(true_pos, predicted, 0.0),
+        "recall": _ratio(true_pos, actual, np.nan),
+        "specificity": _ratio(total - predicted - actual + true_pos, total - actual, np.nan),
+        "f1": _ratio(2 * true_pos, predicted + actual, 0.0),
+        "roc_auc": np.array([roc_auc(y_true == k, ranking[:, k]) for k in range(num_classes)]),
+        "average_precision": np.array(
+            [average_precision(y_true == k, ranking[:, k]) for k in range(num_classes)]
+        ),
+    }
+    scores = {
+        "accuracy": float(true_pos.sum() / total) if total else float("nan"),
+        "balanced_accuracy": _nanmean(per_class["recall"]),
+    }
+    for name in PER_CLASS_METRICS:
+        values = per_class[name]
+        # precision and F1 of a class absent from the truth say nothing: out of the mean
+        present = actual > 0
+        macro_values = values[present] if name in ("precision", "f1") else values
+        scores[f"{name}/macro"] = _nanmean(macro_values)
+        for cls, value in zip(class_names, values, strict=True):
+            scores[f"{name}/{cls}"] = float(value)
+    return scores
+
+
+def decision_scores(y_positive: np.ndarray, decided_positive: np.ndarray) -> dict[str, float]:
+    """Sensitivity, specificity, precision (PPV), NPV, F1 and accuracy of one yes/no decision."""
+    y_positive = np.asarray(y_positive, dtype=bool)
+    decided_positive = np.asarray(decided_positive, dtype=bool)
+    tp = float(np.sum(y_positive & decided_positive))
+    fp = float(np.sum(~y_positive & decided_positive))
+    fn = float(np.sum(y_positive & ~decided_positive))
+    tn = float(np.sum(~y_positive & ~decided_positive))
+    sensitivity = float(_ratio(tp, tp + fn, np.nan))
+    specificity = float(_ratio(tn, tn + fp, np.nan))
+    return {
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": float(_ratio(tp, tp + fp, 0.0)),
+        "npv": float(_ratio(tn, tn + fn, 0.0)),
+        "f1": float(_ratio(2 * tp, 2 * tp + fp + fn, 0.0)),
+        "accuracy": float(_ratio(tp + tn, tp + tn + fp + fn, np.nan)),
+        "balanced_accuracy": _nanmean(np.array([sensitivity, specificity])),
+    }
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.mean(values[~np.isnan(values)])) if np.any(~np.isnan(values)) else float("nan")
+
+
+def bootstrap_intervals(
+    statistic: Callable[[np.ndarray], Mapping[str, float]],
+    n_items: int,
+    groups: Sequence[str] | np.ndarray | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of every value `statistic(indices)` returns.
+
+    Resampling draws whole groups (patients) with replacement when `groups` is given, so
+    slices of one patient, which are not independent, never pretend to be; otherwise it
+    draws items. A resample on which a value is undefined (NaN, e.g. a class missing from
+    it) is left out of that value's interval.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"evaluation.ci_level must be in (0, 1), got {level!r}")
+    if n_boot < 1:
+        raise ValueError(f"evaluation.n_boot must be >= 1, got {n_boot!r}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(n_items)]
+    else:
+        _, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        chosen = rng.integers(0, len(members), len(members))
+        indices = np.concatenate([members[g] for g in chosen])
+        for name, value in statistic(indices).items():
+            samples.setdefault(name, []).append(value)
+    tail = 100 * (1 - level) / 2
+    intervals = {}
+    for name, values in samples.items():
+        values_arr = np.asarray(values, dtype=float)
+        values_arr = values_arr[~np.isnan(values_arr)]
+        if values_arr.size == 0:
+            intervals[name] = (float("nan"), float("nan"))
+        else:
+            low, high = np.percentile(values_arr, [tail, 100 - tail])
+            intervals[name] = (float(low), float(high))
+    return intervals
+
+
+def with_intervals(
+    point: Mapping[str, float], intervals: Mapping[str, tuple[float, float]]
+) -> dict[str, dict[str, object]]:
+    """{metric: {"value": v, "ci": [low, high]}} for metrics.json (NaN becomes null)."""
+    out = {}
+    for name, value in point.items():
+        low, high = intervals.get(name, (float("nan"), float("nan")))
+        out[name] = {"value": _json_number(value), "ci": [_json_number(low), _json_number(high)]}
+    return out
+
+
+def _json_number(value: float) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 6)
+
+
+def reliability_bins(
+    y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean confidence, accuracy and count per equal-width confidence bin (top-label).
+
+    Confidence is the probability of the predicted class; bin b holds confidences in
+    (b/n_bins, (b+1)/n_bins]. Empty bins have NaN confidence and accuracy.
+    """
+    probs = np.asarray(probs, dtype=float)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(y_true)).astype(float)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    mean_conf = _ratio(np.bincount(bins, confidence, n_bins), counts, np.nan)
+    accuracy = _ratio(np.bincount(bins, correct, n_bins), counts, np.nan)
+    return mean_conf, accuracy, counts
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| over confidence bins."""
+    mean_conf, accuracy, counts = reliability_bins(y_true, probs, n_bins)
+    filled = counts > 0
+    gaps = np.abs(accuracy[filled] - mean_conf[filled])
+    return float(np.sum(gaps * counts[filled]) / counts.sum())

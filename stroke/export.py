@@ -1,0 +1,54 @@
+"""`stroke-export ckpt_path=... format=onnx`: an ONNX model checked against PyTorch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from stroke import PROJECT_ROOT
+from stroke.errors import ConfigError
+from stroke.inference.checkpoint import load_classifier
+from stroke.inference.onnx_export import export_onnx, max_abs_difference
+
+FORMATS = ("onnx",)
+
+
+def export_checkpoint(cfg: DictConfig) -> tuple[Path, float]:
+    """Export the checkpoint's backbone; returns (file, max |PyTorch - ONNX Runtime|)."""
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r}; expected one of {FORMATS}")
+    classifier = load_classifier(cfg.ckpt_path)
+    preprocessing = classifier.preprocessing
+    image_size = cfg.image_size or (preprocessing.image_size if preprocessing else None)
+    if image_size is None:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path!r} records no image size (older checkpoint without its "
+            "run directory); give image_size="
+        )
+    output = Path(cfg.output_path) if cfg.output_path else classifier.path.with_suffix(".onnx")
+    metadata = {"class_names": classifier.class_names, "backbone": classifier.backbone.get("name")}
+    if preprocessing is not None:
+        metadata.update(asdict(preprocessing))
+    metadata["image_size"] = int(image_size)
+    export_onnx(classifier.net, output, classifier.in_chans, int(image_size), metadata, cfg.opset)
+    difference = max_abs_difference(classifier.net, output, classifier.in_chans, int(image_size))
+    return output, difference
+
+
+@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="export")
+def main(cfg: DictConfig) -> None:
+    """Entry point of `stroke-export`; fails when the parity check does."""
+    output, difference = export_checkpoint(cfg)
+    print(f"exported: {output}")
+    print(f"max abs difference vs PyTorch: {difference:.3e} (atol {cfg.atol:g})")
+    if difference > cfg.atol:
+        raise SystemExit(
+            f"ONNX Runtime output differs from PyTorch by {difference:.3e} > {cfg.atol}"
+        )
+
+
+if __name__ == "__main__":
+    main()

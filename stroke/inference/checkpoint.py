@@ -1,0 +1,137 @@
+"""Load a trained classifier from a Lightning checkpoint without running code from the file.
+
+`torch.load(..., weights_only=True)` only unpickles tensors and plain containers, so a
+checkpoint from an untrusted source cannot execute anything. That works because
+StrokeClassifier saves its hyper-parameters as plain dicts and lists, and the datamodule
+records its preprocessing (image size, channels, normalization) as plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from stroke.errors import ConfigError
+from stroke.models import create_model
+
+log = logging.getLogger(__name__)
+
+#: Key under which Lightning stores StrokeDataModule.state_dict() in a checkpoint.
+DATAMODULE_KEY = "StrokeDataModule"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns an image file into the model's input tensor."""
+
+    image_size: int
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class LoadedClassifier:
+    """A backbone in eval mode with what a caller needs to feed it and read its output."""
+
+    net: nn.Module
+    class_names: list[str]
+    in_chans: int
+    preprocessing: Preprocessing | None
+    backbone: dict
+    path: Path
+
+    def check_matches(self, class_names: Sequence[str], in_chans: int, where: str) -> None:
+        """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
+        if list(class_names) != self.class_names or in_chans != self.in_chans:
+            raise ConfigError(
+                f"checkpoint {self.path} was trained on classes {self.class_names} with "
+                f"in_chans={self.in_chans}, but {where} gives classes {list(class_names)} with "
+                f"in_chans={in_chans}; evaluate it on data with the same classes (data.classes, "
+                "data.class_map) and channels (data.in_chans)"
+            )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's contents, loaded with weights_only=True (tensors and plain values only)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # an unpickling error names the offending global
+        raise ConfigError(
+            f"ckpt_path={str(path)!r} cannot be loaded safely (weights_only=True): {err}"
+        ) from err
+    missing = [k for k in ("state_dict", "hyper_parameters") if k not in checkpoint]
+    if missing:
+        raise ConfigError(
+            f"ckpt_path={str(path)!r} is not a stroke-train checkpoint: it has no {missing}"
+        )
+    return checkpoint
+
+
+def load_classifier(path: str | Path) -> LoadedClassifier:
+    """Rebuild the trained backbone of a stroke-train checkpoint, in eval mode on the CPU."""
+    path = Path(path).expanduser()
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    # the weights come from the checkpoint: never download or read pretrained ones again
+    backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
+    net = create_model(num_classes=hparams["num_classes"], in_chans=hparams["in_chans"], **backbone)
+    weights = {
+        k.removeprefix("net."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
+    }
+    net.load_state_dict(weights)
+    net.eval()
+    return LoadedClassifier(
+        net=net,
+        class_names=list(hparams["class_names"]),
+        in_chans=int(hparams["in_chans"]),
+        preprocessing=_preprocessing(checkpoint, path),
+        backbone=dict(hparams["backbone"]),
+        path=path,
+    )
+
+
+def run_config_of(ckpt_path: str | Path) -> DictConfig | None:
+    """The composed config of the run a checkpoint comes from, or None.
+
+    `<run>/.hydra/config.yaml` for `<run>/checkpoints/x.ckpt`.
+    """
+    config_path = Path(ckpt_path).expanduser().resolve().parent.parent / ".hydra" / "config.yaml"
+    return OmegaConf.load(config_path) if config_path.is_file() else None
+
+
+def _preprocessing(checkpoint: dict, path: Path) -> Preprocessing | None:
+    """From the datamodule's record in the checkpoint, else from the run's config."""
+    record = checkpoint.get(DATAMODULE_KEY)
+    if not record:
+        run_cfg = run_config_of(path)
+        if run_cfg is None or "data" not in run_cfg:
+            return None
+        record = OmegaConf.to_container(run_cfg.data, resolve=True)
+        log.info("preprocessing of %s read from its run's .hydra/config.yaml", path)
+    try:
+        in_chans = int(record["in_chans"])
+        return Preprocessing(
+            image_size=int(record["image_size"]),
+            in_chans=in_chans,
+            mean=_per_channel(record.get("mean", 0.5), in_chans),
+            std=_per_channel(record.get("std", 0.25), in_chans),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _per_channel(value, in_chans: int) -> tuple[float, ...]:
+    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
+    return tuple(values * in_chans if len(values) == 1 else values)

@@ -1,0 +1,88 @@
+"""Export a backbone to ONNX with a dynamic batch axis, and check it against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+#: metadata_props key holding classes and preprocessing (JSON), so the .onnx file stands alone
+METADATA_KEY = "stroke"
+
+
+def export_onnx(
+    net: nn.Module,
+    path: str | Path,
+    in_chans: int,
+    image_size: int,
+    metadata: Mapping[str, object] | None = None,
+    opset: int = 18,
+) -> Path:
+    """Write `net` (logits out) as ONNX; the batch axis is dynamic, the image size fixed.
+
+    Uses torch's dynamo-based exporter, which handles every backbone we ship (the
+    TorchScript exporter cannot export cnn_small's adaptive pooling at sizes where the
+    pooled grid is not a divisor of the feature map).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = net.eval()
+    example = torch.randn(2, in_chans, image_size, image_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's own progress and deprecation chatter
+        program = torch.onnx.export(
+            net,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    program.save(str(path))
+    if metadata:
+        import onnx
+
+        model = onnx.load(str(path))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(dict(metadata))
+        onnx.save(model, str(path))
+    return path
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, object] | None:
+    """The classes and preprocessing stored by export_onnx, or None."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            return json.loads(entry.value)
+    return None
+
+
+def max_abs_difference(
+    net: nn.Module, onnx_path: str | Path, in_chans: int, image_size: int, batch_size: int = 3
+) -> float:
+    """Largest |PyTorch - ONNX Runtime| logit on a seeded random batch."""
+    import onnxruntime as ort
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch_size, in_chans, image_size, image_size, generator=generator)
+    with torch.no_grad():
+        expected = net.eval()(images).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+    return float(np.abs(expected - actual).max())

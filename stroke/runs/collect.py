@@ -1,0 +1,161 @@
+"""Find run directories under a multirun, study or outputs folder and read what each recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stroke.runs.record import FAILED, FINISHED, RUNNING, read_status
+
+#: Files that make a folder a run directory.
+_RUN_MARKERS = (".hydra", "metrics.json", "status.json")
+#: Folders inside a run that hold no runs: not worth walking (checkpoints can be many GB).
+_NOT_RUNS = {"tensorboard", "checkpoints", "csv", "eval", "__pycache__"}
+
+
+@dataclass
+class RunRecord:
+    """One run as the table shows it."""
+
+    path: Path
+    name: str
+    status: str
+    overrides: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    monitor: str | None = None
+    epochs: int | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
+
+    @property
+    def best_val(self) -> float | None:
+        """The best validation score of the monitored metric (its last value as a fallback)."""
+        if not self.monitor:
+            return None
+        return self.metrics.get(f"{self.monitor}_best", self.metrics.get(self.monitor))
+
+    def value(self, metric: str) -> float | None:
+        """A metric by name; `best` is the best validation score."""
+        return self.best_val if metric == "best" else self.metrics.get(metric)
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every run directory at or below `root` (a run, a multirun, a study or outputs/)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such directory: {root}")
+    found = []
+    for current, dirs, files in os.walk(root):
+        names = set(dirs) | set(files)
+        if any(marker in names for marker in _RUN_MARKERS):
+            found.append(Path(current))
+            dirs.clear()  # a run holds no runs
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _NOT_RUNS)
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    """Sort job folders 2 before 10."""
+    return [int(part) if part.isdigit() else part for part in path.parts]
+
+
+def read_run(run_dir: Path, root: Path | None = None) -> RunRecord:
+    """What one run directory recorded; tolerant of missing files and extra keys."""
+    run_dir = Path(run_dir)
+    name = str(run_dir.relative_to(root)) if root and run_dir != root else run_dir.name
+    summary = _read_json(run_dir / "metrics.json") or {}
+    status_record = read_status(run_dir) or {}
+    status, error = _status(summary, status_record)
+    metrics = {
+        k: float(v)
+        for k, v in (summary.get("metrics") or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return RunRecord(
+        path=run_dir,
+        name=name or ".",
+        status=status,
+        overrides=read_overrides(run_dir),
+        metrics=metrics,
+        monitor=_monitor(run_dir),
+        epochs=summary.get("epochs"),
+        wall_time_s=summary.get("wall_time_s"),
+        error=error,
+    )
+
+
+def _status(summary: dict, status_record: dict) -> tuple[str, str | None]:
+    """finished / failed / running, from status.json when there is one, else from metrics.json."""
+    status = status_record.get("status")
+    if status == FAILED:
+        return FAILED, status_record.get("error")
+    if status == FINISHED or (status is None and summary.get("metrics") is not None):
+        return FINISHED, None
+    if status == RUNNING and _process_gone(status_record):
+        return FAILED, f"process {status_record.get('pid')} ended without a result (killed?)"
+    return RUNNING, None
+
+
+def _process_gone(status_record: dict) -> bool:
+    """A run marked running by a process of this machine that no longer exists."""
+    pid = status_record.get("pid")
+    if status_record.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False  # another machine's run: trust its status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
+def read_overrides(run_dir: Path) -> dict[str, str]:
+    """The run's command-line overrides as `key -> value` (`+key=v` counts as `key`)."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    overrides = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        overrides[key.lstrip("+")] = value if sep else "(deleted)"
+    return overrides
+
+
+def _monitor(run_dir: Path) -> str | None:
+    config = Path(run_dir) / ".hydra" / "config.yaml"
+    try:
+        return (yaml.safe_load(config.read_text()) or {}).get("monitor")
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def collect_runs(root: Path) -> list[RunRecord]:
+    """Every run under `root`, named by its path relative to `root`."""
+    root = Path(root)
+    return [read_run(run_dir, root) for run_dir in find_run_dirs(root)]
+
+
+def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
+    """Override keys whose value is not the same in every run (the parameters of the sweep)."""
+    keys: dict[str, None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(run.overrides))
+    return [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]

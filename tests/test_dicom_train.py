@@ -1,0 +1,63 @@
+"""A DICOM folder end to end: `data=dicom` trains, and the model predicts on the folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from conftest import SHARED_DATASETS, TINY, compose_train
+from dicom_factory import CQ500, cq500_labelled_tree
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+
+from stroke.data.dataset import ImageClassificationDataset
+from stroke.module import StrokeClassifier
+from stroke.train import train
+
+CQ500_DIR = SHARED_DATASETS / CQ500
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CQ500_DIR.is_dir(), reason=f"{CQ500_DIR} not present")
+def test_train_on_a_dicom_tree_and_predict_on_the_folder(tmp_path):
+    root = cq500_labelled_tree(CQ500_DIR, tmp_path / "dicom", patients=8)
+    run_dir = tmp_path / "run"
+    overrides = [
+        *TINY,
+        "data=dicom",
+        f"data.root={root}",
+        "model=cnn_small",
+        "data.val_fraction=0.25",
+        "data.test_fraction=0.25",
+        "data.leakage=error",
+    ]
+    cfg = compose_train(overrides, run_dir)
+    metrics = train(cfg)
+
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["classes"] == ["normal", "hemorrhage"]
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    rows = list(csv.DictReader((run_dir / "splits.csv").open()))
+    assert len(rows) == 16 and {r["patient_id"] for r in rows} == {f"CQ{i:02d}" for i in range(8)}
+    # distinct slices of one real scan, spread over patients and splits, are not duplicates
+    assert not (run_dir / "leakage.csv").exists()
+
+    # predict every image of the folder with the best checkpoint, as the datamodule reads it
+    model = StrokeClassifier.load_from_checkpoint(summary["best_model_path"]).eval()
+    datamodule = instantiate(cfg.data)
+    samples = datamodule.source.load()
+    dataset = ImageClassificationDataset(
+        samples,
+        {"normal": 0, "hemorrhage": 1},
+        datamodule.loader,
+        None,
+        datamodule.mean,
+        datamodule.std,
+    )
+    with torch.no_grad():
+        probs = torch.cat([model(x).softmax(1) for x, _ in DataLoader(dataset, batch_size=8)])
+    assert probs.shape == (16, 2)
+    assert torch.isfinite(probs).all()
+    torch.testing.assert_close(probs.sum(1), torch.ones(16))

@@ -1,0 +1,186 @@
+"""`stroke-predict` and `stroke-export`: a row per file, errors per file, ONNX equals PyTorch."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATASETS
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from stroke.errors import ConfigError
+from stroke.inference.onnx_export import export_onnx, max_abs_difference, read_onnx_metadata
+from stroke.inference.predictor import resolve_inputs
+from stroke.models import create_model
+from stroke.predict import run_prediction
+from stroke.train import CONFIG_DIR
+
+HEAD_CT_IMAGES = SHARED_DATASETS / "head_ct" / "images"
+CLASSES = ["normal", "hemorrhagic", "ischemic"]
+
+
+def compose_config(name: str, overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose(name, overrides=overrides)
+
+
+def read_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def phantom_images(phantom_dir, n=6):
+    return sorted(phantom_dir.glob("*/P*.png"))[:n]
+
+
+def predict(overrides: list[str]):
+    return run_prediction(compose_config("predict", ["progress=false", *overrides]))
+
+
+@pytest.mark.skipif(not HEAD_CT_IMAGES.is_dir(), reason=f"{HEAD_CT_IMAGES} not present")
+@pytest.mark.slow
+def test_predict_head_ct_folder_with_a_corrupt_file(trained_run, tmp_path):
+    """RGB head CT PNGs into a 1-channel phantom model; one corrupt file among them."""
+    inputs = tmp_path / "images"
+    shutil.copytree(HEAD_CT_IMAGES, inputs)
+    (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    n_images = len(list(HEAD_CT_IMAGES.glob("*.png")))
+    out = tmp_path / "predictions.csv"
+    cmd = [
+        sys.executable,
+        "-m",
+        "stroke.predict",
+        f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+        f"inputs={inputs}",
+        f"output_csv={out}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "num_workers=0",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0  # one file failed
+    assert "1 of 201 files could not be read" in result.stderr
+    rows = read_rows(out)
+    assert len(rows) == n_images + 1
+    failed = [r for r in rows if r["error"]]
+    assert [r["path"] for r in failed] == [str(inputs / "corrupt.png")]
+    assert "cannot decode image" in failed[0]["error"]
+    for row in rows:
+        if row["error"]:
+            continue
+        probs = [float(row[f"prob_{c}"]) for c in CLASSES]
+        assert sum(probs) == pytest.approx(1, abs=1e-4)
+        assert row["predicted_class"] == CLASSES[int(np.argmax(probs))]
+
+
+def test_inputs_may_be_a_file_a_folder_a_glob_or_a_list(phantom_dir):
+    one = phantom_images(phantom_dir, 1)[0]
+    assert resolve_inputs(str(one)) == [one]
+    folder = resolve_inputs(str(phantom_dir / "normal"))
+    assert folder and all(p.parent.name == "normal" for p in folder)
+    globbed = resolve_inputs(str(phantom_dir / "*" / "P0000_*.png"))
+    assert globbed and all(p.name.startswith("P0000_") for p in globbed)
+    assert len(resolve_inputs([str(one), str(phantom_dir / "normal")])) == len(folder) + 1
+    with pytest.raises(ConfigError, match="neither a file, a folder nor a glob"):
+        resolve_inputs(str(phantom_dir / "missing.png"))
+    with pytest.raises(ConfigError, match="names no image files"):
+        resolve_inputs(str(phantom_dir / "*.nothing"))
+
+
+def test_flip_tta_and_grad_cam_overlays(trained_run, phantom_dir, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    inputs = phantom_images(phantom_dir)
+    plain, _, failures = predict(
+        [f"ckpt_path={ckpt}", f"inputs={inputs[0].parent}", f"output_csv={tmp_path / 'plain.csv'}"]
+    )
+    tta, _, _ = predict(
+        [
+            f"ckpt_path={ckpt}",
+            f"inputs={inputs[0].parent}",
+            "tta=true",
+            "explain=true",
+            f"explain_dir={tmp_path / 'cams'}",
+            f"output_csv={tmp_path / 'tta.csv'}",
+        ]
+    )
+    assert failures == 0
+    plain_rows, tta_rows = read_rows(plain), read_rows(tta)
+    assert [r["path"] for r in plain_rows] == [r["path"] for r in tta_rows]
+    differences = [
+        abs(float(a["prob_normal"]) - float(b["prob_normal"]))
+        for a, b in zip(plain_rows, tta_rows, strict=True)
+    ]
+    assert max(differences) > 0  # the mirror changes the input, so the mean differs
+    overlays = [r["gradcam"] for r in tta_rows]
+    assert len(set(overlays)) == len(tta_rows)
+    from PIL import Image
+
+    with Image.open(overlays[0]) as image:
+        assert image.mode == "RGB" and image.size == (32, 32)
+
+
+def test_threshold_decides_binary_tasks_only(trained_run, phantom_dir, tmp_path):
+    with pytest.raises(ConfigError, match="threshold=0.3 applies to binary tasks"):
+        predict(
+            [
+                f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+                f"inputs={phantom_dir / 'normal'}",
+                "threshold=0.3",
+                f"output_csv={tmp_path / 'x.csv'}",
+            ]
+        )
+
+
+@pytest.mark.slow
+def test_stroke_export_matches_pytorch_and_onnx_predicts_the_same(
+    trained_run, phantom_dir, tmp_path
+):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    onnx_path = tmp_path / "model.onnx"
+    cmd = [sys.executable, "-m", "stroke.export", f"ckpt_path={ckpt}", f"output_path={onnx_path}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = re.search(r"max abs difference vs PyTorch: (\S+)", result.stdout)
+    assert printed and float(printed.group(1)) < 1e-4
+    metadata = read_onnx_metadata(onnx_path)
+    assert metadata["class_names"] == CLASSES and metadata["image_size"] == 32
+
+    folder = phantom_dir / "hemorrhagic"
+    torch_csv, _, _ = predict(
+        [
+            f"ckpt_path={ckpt}",
+            f"inputs={folder}",
+            "batch_size=4",
+            f"output_csv={tmp_path / 'torch.csv'}",
+        ]
+    )
+    # the ONNX file alone: classes and preprocessing come from its metadata
+    onnx_csv, _, _ = predict(
+        [
+            f"onnx_path={onnx_path}",
+            "backend=onnx",
+            f"inputs={folder}",
+            "batch_size=5",
+            f"output_csv={tmp_path / 'onnx.csv'}",
+        ]
+    )
+    for a, b in zip(read_rows(torch_csv), read_rows(onnx_csv), strict=True):
+        assert a["predicted_class"] == b["predicted_class"]
+        for c in CLASSES:
+            assert float(a[f"prob_{c}"]) == pytest.approx(float(b[f"prob_{c}"]), abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn_small", "resnet18", "efficientnet_b0"])
+def test_onnx_matches_pytorch_for_shipped_backbones(name, tmp_path):
+    torch.manual_seed(0)
+    net = create_model(name, num_classes=3, in_chans=1).eval()
+    path = export_onnx(net, tmp_path / f"{name}.onnx", in_chans=1, image_size=64)
+    assert max_abs_difference(net, path, in_chans=1, image_size=64, batch_size=3) < 1e-4
