@@ -191,6 +191,8 @@ class StrokeClassifier(L.LightningModule):
         if not scheduler_cfg:
             return optimizer
         scheduler_cfg = dict(scheduler_cfg)
-        lightning_keys = {k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg}
+        lightning_keys = {
+            k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg
+        }
         scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

@@ -11,7 +11,10 @@ from torch.optim.lr_scheduler import LambdaLR
 def cosine_with_warmup(
     optimizer: Optimizer, warmup_epochs: int, max_epochs: int, min_lr_ratio: float = 0.01
 ) -> LambdaLR:
-    """Linear warm-up from lr/(warmup+1) over `warmup_epochs`, then cosine decay to `min_lr_ratio`."""
+    """Linear warm-up from lr/(warmup+1) over `warmup_epochs`.
+
+    Then cosine decay to `min_lr_ratio` x lr.
+    """
     if warmup_epochs < 0 or max_epochs < 1:
         raise ValueError(
             f"scheduler needs warmup_epochs >= 0 and max_epochs >= 1, got "

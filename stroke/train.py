@@ -1,4 +1,7 @@
-"""`stroke-train`: compose the config, build data, model and trainer, fit, test the best checkpoint."""
+"""`stroke-train`: compose the config, build data, model and trainer, fit, then test.
+
+The test split is scored with the run's best checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -84,14 +87,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
-            log.warning("no best checkpoint (fast_dev_run or no validation): testing current weights")
+            log.warning(
+                "no best checkpoint (fast_dev_run or no validation): testing current weights"
+            )
         test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(test_results[0] if test_results else {})
     log_hparams(trainer.loggers, cfg, metrics)  # TensorBoard's HPARAMS view compares sweeps
 
     summary = {
         "metrics": metrics,
-        "best_model_path": trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None,
+        "best_model_path": trainer.checkpoint_callback.best_model_path
+        if trainer.checkpoint_callback
+        else None,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 2),
         "classes": datamodule.class_names,

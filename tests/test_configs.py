@@ -48,8 +48,20 @@ def test_experiment_class_maps_give_the_intended_tasks(phantom_dir, tmp_path):
         assert datamodule.class_names == classes, experiment
 
 
-@pytest.mark.parametrize("group", ["model", "trainer", "augmentation", "data", "optimizer",
-                                   "scheduler", "logger", "callbacks", "debug"])
+@pytest.mark.parametrize(
+    "group",
+    [
+        "model",
+        "trainer",
+        "augmentation",
+        "data",
+        "optimizer",
+        "scheduler",
+        "logger",
+        "callbacks",
+        "debug",
+    ],
+)
 def test_every_option_of_a_group_composes(group, tmp_path):
     for option in names(group):
         overrides = [f"{group}={option}"]

@@ -153,7 +153,9 @@ def test_corrupt_image_is_named_when_read(tmp_path):
 
 
 def test_truncated_image_is_named_when_read(tmp_path):
-    good = write_image(tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    good = write_image(
+        tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)
+    )
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(DatasetError, match=r"truncated\.png"):
@@ -196,7 +198,7 @@ def _images_of_every_mode(tmp_path: Path) -> dict[str, Path]:
     Image.fromarray(np.stack([gray] * 3, axis=2)).save(paths["RGB"])
     Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, 255)])).save(paths["RGBA"])
     Image.fromarray(gray).convert("P").save(paths["P"])
-    Image.fromarray((gray.astype(np.uint16) * 16 + 1000)).save(paths["I;16"])
+    Image.fromarray(gray.astype(np.uint16) * 16 + 1000).save(paths["I;16"])
     return paths
 
 

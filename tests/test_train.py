@@ -33,13 +33,23 @@ def test_train_writes_a_complete_run_directory(phantom_dir, tmp_path):
 
 def test_resume_from_last_checkpoint_continues_the_epoch_count(phantom_dir, tmp_path):
     first = tmp_path / "first"
-    train(compose_train([*TINY, f"data.root={phantom_dir}", "trainer.max_epochs=2", "test=false"], first))
+    train(
+        compose_train(
+            [*TINY, f"data.root={phantom_dir}", "trainer.max_epochs=2", "test=false"], first
+        )
+    )
     last = first / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1  # epochs 0 and 1 done
 
     second = tmp_path / "second"
     cfg = compose_train(
-        [*TINY, f"data.root={phantom_dir}", "trainer.max_epochs=4", "test=false", f"ckpt_path={last}"],
+        [
+            *TINY,
+            f"data.root={phantom_dir}",
+            "trainer.max_epochs=4",
+            "test=false",
+            f"ckpt_path={last}",
+        ],
         second,
     )
     train(cfg)
@@ -50,15 +60,22 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(phantom_dir, tmp_
 
 def test_class_weighting_uses_training_counts(phantom_dir, tmp_path):
     cfg = compose_train(
-        [*TINY, f"data.root={phantom_dir}", "experiment=stroke_vs_normal", "train=false", "test=false"],
+        [
+            *TINY,
+            f"data.root={phantom_dir}",
+            "experiment=stroke_vs_normal",
+            "train=false",
+            "test=false",
+        ],
         tmp_path,
     )
     from hydra.utils import instantiate
 
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    model = instantiate(cfg.model, num_classes=2, class_names=dm.class_names,
-                        class_counts=dm.class_counts())
+    model = instantiate(
+        cfg.model, num_classes=2, class_names=dm.class_names, class_counts=dm.class_counts()
+    )
     weights = model.criterion.weight
     normal, stroke = dm.class_counts()
     assert stroke > normal  # two classes merged into one
@@ -70,8 +87,13 @@ def test_cli_runs_with_hydra_overrides(phantom_dir, tmp_path):
     """`stroke-train key=value ...` as a user types it: Hydra run dir, printed at the end."""
     run_dir = tmp_path / "cli_run"
     cmd = [
-        sys.executable, "-m", "stroke.train", *TINY, f"data.root={phantom_dir}",
-        "model=cnn_small", f"hydra.run.dir={run_dir}",
+        sys.executable,
+        "-m",
+        "stroke.train",
+        *TINY,
+        f"data.root={phantom_dir}",
+        "model=cnn_small",
+        f"hydra.run.dir={run_dir}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,8 +104,14 @@ def test_cli_runs_with_hydra_overrides(phantom_dir, tmp_path):
 
 def test_bad_backbone_name_fails_before_training(phantom_dir, tmp_path):
     cmd = [
-        sys.executable, "-m", "stroke.train", *TINY, f"data.root={phantom_dir}",
-        "model=timm", "model.backbone.name=resnet_nope", f"hydra.run.dir={tmp_path}",
+        sys.executable,
+        "-m",
+        "stroke.train",
+        *TINY,
+        f"data.root={phantom_dir}",
+        "model=timm",
+        "model.backbone.name=resnet_nope",
+        f"hydra.run.dir={tmp_path}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0

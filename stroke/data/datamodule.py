@@ -162,6 +162,7 @@ class StrokeDataModule(L.LightningDataModule):
         """Record the near-duplicate pairs found across splits (nothing when there are none)."""
         if self.near_duplicates:
             write_leakage_csv(self.near_duplicates, Path(path))
+
     def state_dict(self) -> dict:
         """Preprocessing and classes, saved by Lightning in every checkpoint (plain values).
 

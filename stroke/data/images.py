@@ -111,7 +111,11 @@ class ImageLoader:
 
     def cache_settings(self) -> dict[str, object]:
         """What the decoded-image cache keys on besides the files (see stroke.data.cache)."""
-        return {"image_size": self.image_size, "in_chans": self.in_chans, "reader": self.fingerprint}
+        return {
+            "image_size": self.image_size,
+            "in_chans": self.in_chans,
+            "reader": self.fingerprint,
+        }
 
     def __call__(self, sample: Sample | str | Path) -> np.ndarray:
         """The sample (or image file) as uint8 `image_size` x `image_size` x `in_chans`."""

@@ -200,7 +200,9 @@ class CsvSource:
             split = self._split(cell, line_no) if self.split_column else None
             samples.append(Sample(path, cell[self.label_column], patient_id, split))
         if missing:
-            shown = "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+            shown = "; ".join(missing[:5]) + (
+                f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
             raise DatasetError(
                 f"{len(missing)} row(s) of {self.csv_path} name images that do not exist: {shown}"
             )

@@ -31,9 +31,7 @@ class StrokeCNN(nn.Module):
         self.num_features = hidden
         blocks, prev = [], in_chans
         for width in channels:
-            blocks.append(
-                ConvBlock(prev, width, batch_norm=batch_norm, drop_rate=block_drop_rate)
-            )
+            blocks.append(ConvBlock(prev, width, batch_norm=batch_norm, drop_rate=block_drop_rate))
             prev = width
         self.features = nn.Sequential(*blocks)
         self.head_in_features = prev
@@ -59,7 +57,9 @@ class StrokeCNN(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
-        self.head.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.fc = (
+            nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        )
 
 
 def _cfg(**kwargs) -> dict:
@@ -91,7 +91,10 @@ def cnn_small(pretrained: bool = False, **kwargs) -> StrokeCNN:
 
 @register_model
 def cnn_bn(pretrained: bool = False, **kwargs) -> StrokeCNN:
-    """The PyTorch stroke-type network: Conv-BN-ReLU-pool-dropout blocks 32-64-128-256, dense 256."""
+    """The PyTorch stroke-type network.
+
+    Conv-BN-ReLU-pool-dropout blocks 32-64-128-256, then dense 256.
+    """
     args = dict(channels=(32, 64, 128, 256), hidden=256, batch_norm=True, block_drop_rate=0.1)
     return build_model_with_cfg(StrokeCNN, "cnn_bn", pretrained, **dict(args, **kwargs))
 
