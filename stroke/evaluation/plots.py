@@ -96,13 +96,20 @@ def plot_roc(
             label=f"{class_names[k]} operating point (validation threshold)",
         )
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
+    _label_unit_square(
+        ax, "1 - specificity (false positive rate)", "sensitivity (true positive rate)", title
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def _label_unit_square(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title and 0-1 limits (with a margin for curves on the edge) of a rate plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
 
 
 def plot_precision_recall(
@@ -123,11 +130,7 @@ def plot_precision_recall(
         )
         # a classifier that guesses reaches the prevalence: the baseline to beat
         ax.axhline(positive.mean(), linestyle=":", linewidth=0.8, color=line[0].get_color())
-    ax.set_xlabel("recall (sensitivity)")
-    ax.set_ylabel("precision (positive predictive value)")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_title(title)
+    _label_unit_square(ax, "recall (sensitivity)", "precision (positive predictive value)", title)
     ax.legend(loc="lower left", fontsize=8)
     return _save(fig, path)
 
