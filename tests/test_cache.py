@@ -146,6 +146,31 @@ def test_other_settings_get_their_own_cache(tmp_path):
     assert large(items[0]).shape == (12, 12, 3)
 
 
+def test_an_edited_source_reader_gets_its_own_cache(tmp_path, monkeypatch):
+    """A DICOM/NIfTI-style source hands the loader its `read`: editing it must not reuse pixels."""
+    module = tmp_path / "my_reader.py"
+    reader_code = textwrap.dedent(
+        """
+        import numpy as np
+
+        class MySource:
+            def read(self, sample, in_chans):
+                return np.full((16, 16, in_chans), {value}, dtype=np.uint8)
+        """
+    )
+    module.write_text(reader_code.format(value=10))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_reader
+
+    root = make_class_folders(tmp_path / "data", {"normal": 2, "stroke": 2}, size=16)
+    items = _images(root)
+    loader = ImageLoader(8, 1, reader=my_reader.MySource().read)
+    before = ImageCache(loader, items, tmp_path / "cache", progress=False)
+    module.write_text(reader_code.format(value=200))  # the user fixes their reader
+    after = ImageCache(loader, items, tmp_path / "cache", progress=False)
+    assert after.path != before.path and after.built
+
+
 def test_workers_get_the_folder_not_the_pixels(tmp_path):
     root = make_class_folders(tmp_path / "data", {"normal": 4, "stroke": 4}, size=64)
     items = _images(root)

@@ -75,8 +75,9 @@ def loader_settings(loader: Callable) -> dict[str, Any]:
 
     A loader may define `cache_settings() -> dict` to say it explicitly; otherwise its
     public int/float/str/bool/None/tuple/list attributes are taken (`image_size`,
-    `in_chans`, a window in HU...), plus a digest of the source of its module, so an edited
-    reader does not reuse pixels decoded by the old one.
+    `in_chans`, a window in HU...), plus a digest of the source of its module and of its
+    `reader`'s module (a DICOM or NIfTI source), so an edited reader does not reuse pixels
+    decoded by the old one.
     """
     if hasattr(loader, "cache_settings"):
         settings = dict(loader.cache_settings())
@@ -90,6 +91,13 @@ def loader_settings(loader: Callable) -> dict[str, Any]:
     kind = loader if inspect.isfunction(loader) else type(loader)
     settings["loader"] = f"{kind.__module__}.{kind.__qualname__}"
     settings["code"] = _source_digest(kind)
+    # a source that decodes its own format (DICOM, NIfTI) hands the loader its `read`:
+    # that reader's code decides the pixels as much as the loader's
+    reader = getattr(loader, "reader", None)
+    if reader is not None:
+        owner = getattr(reader, "__self__", reader)
+        owner_kind = owner if inspect.isfunction(owner) else type(owner)
+        settings["reader_code"] = _source_digest(owner_kind)
     return settings
 
 
