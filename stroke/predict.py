@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -51,6 +52,7 @@ def _model_description(cfg: DictConfig):
             **{k: metadata[k] for k in ("image_size", "in_chans")},
             mean=tuple(metadata["mean"]),
             std=tuple(metadata["std"]),
+            dicom_windows=metadata.get("dicom_windows"),
         )
     overrides = {k: cfg.get(k) for k in ("image_size",) if cfg.get(k) is not None}
     if preprocessing is None:
@@ -65,9 +67,7 @@ def _model_description(cfg: DictConfig):
             overrides["image_size"], in_chans, (0.5,) * in_chans, (0.25,) * in_chans
         )
     elif overrides:
-        preprocessing = Preprocessing(
-            overrides["image_size"], preprocessing.in_chans, preprocessing.mean, preprocessing.std
-        )
+        preprocessing = replace(preprocessing, image_size=overrides["image_size"])
     return classes, preprocessing, classifier
 
 

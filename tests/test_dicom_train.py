@@ -1,10 +1,11 @@
-"""A DICOM folder end to end: `data=dicom` trains, and the model predicts on the folder."""
+"""A DICOM folder end to end: `data=dicom` trains, and the model predicts on the raw files."""
 
 from __future__ import annotations
 
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import SHARED_DATASETS, TINY, compose_train
@@ -13,6 +14,8 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from stroke.data.dataset import ImageClassificationDataset
+from stroke.inference.checkpoint import load_classifier
+from stroke.inference.predictor import TorchBackend, predict_files
 from stroke.module import StrokeClassifier
 from stroke.train import train
 
@@ -61,3 +64,21 @@ def test_train_on_a_dicom_tree_and_predict_on_the_folder(tmp_path):
     assert probs.shape == (16, 2)
     assert torch.isfinite(probs).all()
     torch.testing.assert_close(probs.sum(1), torch.ones(16))
+
+    # stroke-predict on the raw files needs nothing but the checkpoint: it records the window
+    classifier = load_classifier(summary["best_model_path"])
+    assert classifier.preprocessing.dicom_windows == ({"width": 80.0, "level": 40.0},)
+    predicted = [
+        r
+        for batch in predict_files(
+            [s.path for s in samples],
+            classifier.preprocessing,
+            TorchBackend(classifier.net),
+            progress=False,
+        )
+        for r in batch
+    ]
+    assert not [r.error for r in predicted if r.error]
+    torch.testing.assert_close(
+        torch.tensor(np.stack([r.probs for r in predicted])), probs, atol=1e-5, rtol=1e-4
+    )

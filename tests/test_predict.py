@@ -184,3 +184,58 @@ def test_onnx_matches_pytorch_for_shipped_backbones(name, tmp_path):
     net = create_model(name, num_classes=3, in_chans=1).eval()
     path = export_onnx(net, tmp_path / f"{name}.onnx", in_chans=1, image_size=64)
     assert max_abs_difference(net, path, in_chans=1, image_size=64, batch_size=3) < 1e-4
+
+
+def _keep_images(paths, preprocessing):
+    """Run predict_files with a stand-in backend; return {file name: prediction}."""
+    from stroke.inference.predictor import predict_files
+
+    def backend(batch):  # logits of the right shape: reading is what is under test
+        return np.zeros((len(batch), 2), dtype=np.float32)
+
+    results = [
+        r
+        for batch in predict_files(paths, preprocessing, backend, keep_images=True, progress=False)
+        for r in batch
+    ]
+    return {r.path.name: r for r in results}
+
+
+def test_a_dicom_model_reads_raw_dicom_files_through_its_hu_windows(tmp_path):
+    """PACS exports (.dcm or no suffix) go straight to stroke-predict, windowed as in training."""
+    from dicom_factory import ct_dataset, save
+
+    from stroke.inference.checkpoint import Preprocessing
+
+    hu = np.full((32, 32), 40.0)  # brain window W80/L40: grey matter at mid-grey
+    hu[:, 16:] = 1000.0  # bone: white in the brain window, mid-grey in the bone window
+    folder = tmp_path / "pacs"
+    save(ct_dataset(hu), folder / "a.dcm")
+    save(ct_dataset(hu), folder / "IM00001")  # no suffix: named directly
+    paths = [*resolve_inputs(str(folder)), folder / "IM00001"]
+    assert [p.name for p in paths] == ["a.dcm", "IM00001"]  # the folder lists .dcm
+
+    def shown(value_hu, width, level):  # the grey level a window gives a HU value
+        return int(np.clip((value_hu - (level - width / 2)) / width * 255, 0, 255))
+
+    for width, level in ((80.0, 40.0), (2800.0, 600.0)):  # a brain and a bone window
+        window = {"width": width, "level": level}
+        got = _keep_images(paths, Preprocessing(32, 1, (0.5,), (0.25,), dicom_windows=(window,)))
+        for name in ("a.dcm", "IM00001"):
+            assert not got[name].error, got[name].error
+            image = got[name].image[:, :, 0]
+            assert abs(int(image[16, 8]) - shown(40.0, width, level)) <= 2
+            assert abs(int(image[16, 24]) - shown(1000.0, width, level)) <= 2
+
+
+def test_an_image_model_names_a_dicom_file_it_cannot_read(tmp_path, phantom_dir):
+    from dicom_factory import ct_dataset, save
+
+    from stroke.inference.checkpoint import Preprocessing
+
+    dicom = save(ct_dataset(np.zeros((16, 16))), tmp_path / "scan.dcm")
+    png = phantom_images(phantom_dir, 1)[0]
+    got = _keep_images([dicom, png], Preprocessing(16, 1, (0.5,), (0.25,)))
+    assert "scan.dcm is a DICOM file" in got["scan.dcm"].error
+    assert "records no HU window" in got["scan.dcm"].error
+    assert not got[png.name].error and got[png.name].image.shape == (16, 16, 1)

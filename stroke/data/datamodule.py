@@ -174,6 +174,8 @@ class StrokeDataModule(L.LightningDataModule):
             "mean": list(self.mean),
             "std": list(self.std),
             "class_names": list(self.class_names),
+            # a source that decodes its own format says how (DICOM: the HU windows)
+            **getattr(self.source, "preprocessing_record", dict)(),
         }
 
     # -- Lightning hooks ---------------------------------------------------------------

@@ -34,6 +34,7 @@ from stroke.data.windowing import (
     check_windows_fit,
     describe_windows,
     resolve_windows,
+    windows_record,
 )
 from stroke.errors import DatasetError
 
@@ -197,6 +198,10 @@ class DicomSource:
             table, keys.values(), self.csv_key_column, self.labels_csv, str(self.root)
         )
         return {path: table[key] for path, key in keys.items() if key in table}
+
+    def preprocessing_record(self) -> dict[str, list]:
+        """Saved in every checkpoint: how stroke-predict reads a raw DICOM file as training did."""
+        return {"dicom_windows": windows_record(self.windows)}
 
     # -- reading ---------------------------------------------------------------------------
     def read(self, sample: Sample, in_chans: int) -> np.ndarray:

@@ -153,6 +153,17 @@ def apply_windows(
     return np.ascontiguousarray(image)
 
 
+def windows_record(windows: Sequence[Window | str]) -> list[dict[str, float] | str]:
+    """Windows as plain values (`{width, level}` in HU, or `minmax`/`dicom`) for a checkpoint.
+
+    `resolve_window` reads each entry back.
+    """
+    return [
+        {"width": float(w.width), "level": float(w.level)} if isinstance(w, Window) else str(w)
+        for w in windows
+    ]
+
+
 def describe_windows(windows: Sequence[Window | str]) -> str:
     """Short text naming the windows, for logs and cache keys (`W80/L40+W200/L80+...`)."""
     parts = [f"W{w.width:g}/L{w.level:g}" if isinstance(w, Window) else str(w) for w in windows]

@@ -34,6 +34,9 @@ class Preprocessing:
     in_chans: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    #: for a model trained on DICOM (data=dicom): the HU windows that made its channels, as
+    #: plain values (`{width, level}` or `minmax`/`dicom`); None for image-file models
+    dicom_windows: tuple | None = None
 
 
 @dataclass
@@ -127,9 +130,25 @@ def _preprocessing(checkpoint: dict, path: Path) -> Preprocessing | None:
             in_chans=in_chans,
             mean=_per_channel(record.get("mean", 0.5), in_chans),
             std=_per_channel(record.get("std", 0.25), in_chans),
+            dicom_windows=_dicom_windows(record),
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _dicom_windows(record: dict) -> tuple | None:
+    """The recorded HU windows; for a checkpoint without them, the DICOM run config's."""
+    windows = record.get("dicom_windows")
+    if windows is None:
+        source = record.get("source") or {}
+        if not str(source.get("_target_", "")).endswith("DicomSource"):
+            return None
+        from stroke.data.windowing import resolve_windows, windows_record
+
+        windows = windows_record(
+            resolve_windows(source.get("window", "brain"), source.get("multi_window"))
+        )
+    return tuple(windows)
 
 
 def _per_channel(value, in_chans: int) -> tuple[float, ...]:

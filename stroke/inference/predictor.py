@@ -16,12 +16,47 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from stroke.data.images import ImageLoader
+from stroke.data.images import ImageLoader, read_image
+from stroke.data.samples import Sample
 from stroke.data.sources import IMAGE_EXTENSIONS
-from stroke.errors import ConfigError
+from stroke.errors import ConfigError, DatasetError
 from stroke.inference.checkpoint import Preprocessing
 
 _GLOB_CHARS = frozenset("*?[")
+#: DICOM files a folder is searched for, besides images (files without a suffix, as PACS
+#: exports often name them, are read when named directly or by a glob)
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+
+
+def _is_dicom(path: Path) -> bool:
+    from stroke.data.dicom_pixels import has_dicom_preamble
+
+    return path.suffix.lower() in DICOM_EXTENSIONS or has_dicom_preamble(path)
+
+
+class _FileReader:
+    """Reads an image file, or a DICOM file through the HU windows the model was trained with."""
+
+    def __init__(self, dicom_windows: Sequence | None) -> None:
+        self.windows = None
+        if dicom_windows is not None:
+            from stroke.data.windowing import resolve_window
+
+            self.windows = [resolve_window(w, "dicom_windows") for w in dicom_windows]
+
+    def __call__(self, sample: Sample, in_chans: int) -> np.ndarray:
+        path = sample.path
+        if not _is_dicom(path):
+            return read_image(path, in_chans)
+        if self.windows is None:
+            raise DatasetError(
+                f"{path} is a DICOM file, but this model was trained on image files and "
+                "records no HU window to read it with; predict on the images it was trained "
+                "on, or train with data=dicom"
+            )
+        from stroke.data.dicom_pixels import read_dicom_image
+
+        return read_dicom_image(path, self.windows, in_chans)
 
 
 def resolve_device(device: str) -> str:
@@ -50,7 +85,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
                 p
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
-                and p.suffix.lower() in IMAGE_EXTENSIONS
+                and p.suffix.lower() in IMAGE_EXTENSIONS | DICOM_EXTENSIONS
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif set(text) & _GLOB_CHARS:
@@ -64,7 +99,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     if not files:
         raise ConfigError(
             f"inputs={[str(i) for i in inputs]} names no image files "
-            f"(folders are searched for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+            f"(folders are searched for {', '.join(sorted(IMAGE_EXTENSIONS | DICOM_EXTENSIONS))})"
         )
     return files
 
@@ -87,7 +122,11 @@ class _ImageFiles(Dataset):
 
     def __init__(self, paths: Sequence[Path], preprocessing: Preprocessing, keep_image: bool):
         self.paths = list(paths)
-        self.loader = ImageLoader(preprocessing.image_size, preprocessing.in_chans)
+        self.loader = ImageLoader(
+            preprocessing.image_size,
+            preprocessing.in_chans,
+            reader=_FileReader(preprocessing.dicom_windows),
+        )
         self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
         self.std = np.asarray(preprocessing.std, dtype=np.float32)
         self.keep_image = keep_image
