@@ -88,17 +88,20 @@ def loader_settings(loader: Callable) -> dict[str, Any]:
                 value, int | float | str | bool | tuple | list | type(None)
             ):
                 settings[name] = value
-    kind = loader if inspect.isfunction(loader) else type(loader)
+    kind = _code_of(loader)
     settings["loader"] = f"{kind.__module__}.{kind.__qualname__}"
     settings["code"] = _source_digest(kind)
     # a source that decodes its own format (DICOM, NIfTI) hands the loader its `read`:
     # that reader's code decides the pixels as much as the loader's
     reader = getattr(loader, "reader", None)
     if reader is not None:
-        owner = getattr(reader, "__self__", reader)
-        owner_kind = owner if inspect.isfunction(owner) else type(owner)
-        settings["reader_code"] = _source_digest(owner_kind)
+        settings["reader_code"] = _source_digest(_code_of(getattr(reader, "__self__", reader)))
     return settings
+
+
+def _code_of(obj: Any) -> Any:
+    """Where a callable's code lives: the function itself, or an instance's class."""
+    return obj if inspect.isfunction(obj) else type(obj)
 
 
 def _source_digest(kind: Any) -> str:

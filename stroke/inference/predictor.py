@@ -26,12 +26,18 @@ _GLOB_CHARS = frozenset("*?[")
 #: DICOM files a folder is searched for, besides images (files without a suffix, as PACS
 #: exports often name them, are read when named directly or by a glob)
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+#: what a folder given as input is searched for
+_SEARCHED_EXTENSIONS = IMAGE_EXTENSIONS | DICOM_EXTENSIONS
 
 
 def _is_dicom(path: Path) -> bool:
+    """By suffix; a file with none (or another) is opened for the DICOM marker."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return False
     from stroke.data.dicom_pixels import has_dicom_preamble
 
-    return path.suffix.lower() in DICOM_EXTENSIONS or has_dicom_preamble(path)
+    return suffix in DICOM_EXTENSIONS or has_dicom_preamble(path)
 
 
 class _FileReader:
@@ -85,7 +91,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
                 p
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
-                and p.suffix.lower() in IMAGE_EXTENSIONS | DICOM_EXTENSIONS
+                and p.suffix.lower() in _SEARCHED_EXTENSIONS
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif set(text) & _GLOB_CHARS:
@@ -99,7 +105,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     if not files:
         raise ConfigError(
             f"inputs={[str(i) for i in inputs]} names no image files "
-            f"(folders are searched for {', '.join(sorted(IMAGE_EXTENSIONS | DICOM_EXTENSIONS))})"
+            f"(folders are searched for {', '.join(sorted(_SEARCHED_EXTENSIONS))})"
         )
     return files
 
