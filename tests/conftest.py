@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,12 @@ def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
     return cfg
 
 
+def run_module(module: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as a user runs the console script; output captured as text."""
+    cmd = [sys.executable, "-m", module, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
 def write_image(path: Path, array: np.ndarray) -> Path:
     """Save an array as an image file, creating folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,20 +99,14 @@ def make_class_folders(
 @pytest.fixture(scope="session")
 def trained_run(phantom_dir, tmp_path_factory) -> Path:
     """A finished `stroke-train` run directory (CLI, tiny phantom, 2 epochs, in_chans 1)."""
-    import subprocess
-    import sys
-
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    cmd = [
-        sys.executable,
-        "-m",
+    result = run_module(
         "stroke.train",
         *TINY,
         f"data.root={phantom_dir}",
         "trainer.max_epochs=2",
         "evaluation.n_boot=50",
         f"hydra.run.dir={run_dir}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import TINY
+from conftest import TINY, run_module
 
 
 @pytest.mark.slow
 def test_bench_prints_every_figure(phantom_dir, tmp_path):
     run_dir = tmp_path / "bench"
-    cmd = [
+    result = run_module(
+        "stroke.bench",
         # 9 training images: batches of 5 give two (of 8, the last would be a single image,
         # which training drops)
-        sys.executable, "-m", "stroke.bench",
         *[o for o in TINY if not o.startswith("data.batch_size")], "data.batch_size=5",
         f"data.root={phantom_dir}",
         "bench.warmup_steps=1", "bench.steps=2", "bench.repeats=1", "bench.loader_batches=2",
         "bench.overhead_steps=3",
         f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for measure in (
         "loader: raw files",

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, run_module
 from omegaconf import OmegaConf
 
 from stroke.cv import SUMMARY_JSON, SUMMARY_MD, main, write_cv_summary
@@ -78,9 +76,7 @@ def test_cli_reports_a_folder_without_fold_runs(tmp_path, capsys):
 def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
     """`stroke-train -m data.fold=0,1,2`: three runs, then the callback's summary."""
     sweep = tmp_path / "multirun"
-    cmd = [
-        sys.executable,
-        "-m",
+    result = run_module(
         "stroke.train",
         "-m",
         *TINY,
@@ -90,8 +86,7 @@ def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
         "data.fold=0,1,2",
         "logger=csv",
         f"hydra.sweep.dir={sweep}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((sweep / SUMMARY_JSON).read_text())
     (group,) = summary["groups"]
@@ -112,11 +107,6 @@ def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
     ]
     assert sum(map(len, tested)) == len(set().union(*tested)) == 9
     # and the CLI writes the same numbers again
-    again = subprocess.run(
-        [sys.executable, "-m", "stroke.cv", str(sweep), "--out", str(tmp_path / "cv")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_module("stroke.cv", sweep, "--out", tmp_path / "cv", timeout=120)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "cv" / SUMMARY_JSON).read_text())["groups"] == summary["groups"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import run_module
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -84,9 +83,7 @@ def test_checkpoint_loads_with_weights_only_and_records_preprocessing(trained_ru
 @pytest.mark.slow
 def test_stroke_eval_cli_rebuilds_the_runs_data_and_split(trained_run, tmp_path):
     out = tmp_path / "eval"
-    cmd = [
-        sys.executable,
-        "-m",
+    result = run_module(
         "stroke.eval",
         f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
         "data.num_workers=0",
@@ -94,8 +91,7 @@ def test_stroke_eval_cli_rebuilds_the_runs_data_and_split(trained_run, tmp_path)
         "evaluation.operating_point=sensitivity",
         "evaluation.target_sensitivity=0.9",
         f"hydra.run.dir={out}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"evaluation directory: {out}" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())

@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATASETS
+from conftest import SHARED_DATASETS, run_module
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -54,17 +52,14 @@ def test_predict_head_ct_folder_with_a_corrupt_file(trained_run, tmp_path):
     (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     n_images = len(list(HEAD_CT_IMAGES.glob("*.png")))
     out = tmp_path / "predictions.csv"
-    cmd = [
-        sys.executable,
-        "-m",
+    result = run_module(
         "stroke.predict",
         f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
         f"inputs={inputs}",
         f"output_csv={out}",
         f"hydra.run.dir={tmp_path / 'run'}",
         "num_workers=0",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )
     assert result.returncode != 0  # one file failed
     assert "1 of 201 files could not be read" in result.stderr
     rows = read_rows(out)
@@ -144,8 +139,7 @@ def test_stroke_export_matches_pytorch_and_onnx_predicts_the_same(
 ):
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     onnx_path = tmp_path / "model.onnx"
-    cmd = [sys.executable, "-m", "stroke.export", f"ckpt_path={ckpt}", f"output_path={onnx_path}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = run_module("stroke.export", f"ckpt_path={ckpt}", f"output_path={onnx_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     printed = re.search(r"max abs difference vs PyTorch: (\S+)", result.stdout)
     assert printed and float(printed.group(1)) < 1e-4

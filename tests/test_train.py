@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import torch
-from conftest import TINY, compose_train
+from conftest import TINY, compose_train, run_module
 
 from stroke.train import train
 
@@ -86,16 +84,14 @@ def test_class_weighting_uses_training_counts(phantom_dir, tmp_path):
 def test_cli_runs_with_hydra_overrides(phantom_dir, tmp_path):
     """`stroke-train key=value ...` as a user types it: Hydra run dir, printed at the end."""
     run_dir = tmp_path / "cli_run"
-    cmd = [
-        sys.executable,
-        "-m",
+    result = run_module(
         "stroke.train",
         *TINY,
         f"data.root={phantom_dir}",
         "model=cnn_small",
         f"hydra.run.dir={run_dir}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"run directory: {run_dir}" in result.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file()
@@ -103,17 +99,15 @@ def test_cli_runs_with_hydra_overrides(phantom_dir, tmp_path):
 
 
 def test_bad_backbone_name_fails_before_training(phantom_dir, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
+    result = run_module(
         "stroke.train",
         *TINY,
         f"data.root={phantom_dir}",
         "model=timm",
         "model.backbone.name=resnet_nope",
         f"hydra.run.dir={tmp_path}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "unknown backbone model.backbone.name='resnet_nope'" in result.stderr
 
