@@ -22,11 +22,11 @@ import torch
 from omegaconf import OmegaConf
 
 from stroke import PROJECT_ROOT
-from stroke.export import export_checkpoint
+from stroke.cli.export import export_checkpoint
 from stroke.inference.checkpoint import DATAMODULE_KEY, load_classifier
 from stroke.inference.predictor import OnnxBackend, TorchBackend, predict_files, resolve_inputs
 from stroke.module import StrokeClassifier
-from stroke.predict import run_prediction
+from stroke.cli.predict import run_prediction
 
 DEFAULTS = {
     "inputs": str(PROJECT_ROOT.parent / "shared" / "datasets" / "head_ct" / "images"),

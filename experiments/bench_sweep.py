@@ -58,7 +58,7 @@ def sweep_command(args: argparse.Namespace, data_root: Path, sweep_dir: Path) ->
     """The grid: `trials` learning rates, everything else fixed."""
     lrs = ",".join(f"{1e-3 / (i + 1):.3g}" for i in range(args.trials))
     return [
-        sys.executable, "-m", "stroke.train", "-m",
+        sys.executable, "-m", "stroke.cli.train", "-m",
         f"data.root={data_root}", f"data.image_size={args.image_size}",
         f"model={args.model}", f"model.optimizer.lr={lrs}",
         f"trainer.max_epochs={args.epochs}", "callbacks.early_stopping.patience=1000",

@@ -14,7 +14,7 @@ from torchmetrics import MaxMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from stroke.errors import ConfigError
-from stroke.metrics import classification_metrics, confusion_matrix_figure, flatten_metrics
+from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
 from stroke.models import create_model
 
 # Keys of a scheduler config that Lightning reads, not the scheduler's constructor.
@@ -73,8 +73,8 @@ class StrokeClassifier(L.LightningModule):
             weight=self._class_weights(class_weighting, class_counts, num_classes),
             label_smoothing=label_smoothing,
         )
-        self.val_metrics = classification_metrics(num_classes)
-        self.test_metrics = classification_metrics(num_classes)
+        self.val_metrics = epoch_metrics(num_classes)
+        self.test_metrics = epoch_metrics(num_classes)
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
@@ -130,7 +130,7 @@ class StrokeClassifier(L.LightningModule):
         seen = strategy.reduce(seen, reduce_op="sum")
         if seen > 0:
             self.log("train/loss", sums[0] / seen, prog_bar=True)
-            self.log("train/acc", sums[1] / seen)
+            self.log("train/accuracy", sums[1] / seen)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, probs, targets = self._step(batch)
@@ -178,8 +178,10 @@ class StrokeClassifier(L.LightningModule):
             if isinstance(logger, TensorBoardLogger):
                 import matplotlib.pyplot as plt
 
+                from stroke.evaluation.plots import confusion_matrix_figure
+
                 fig = confusion_matrix_figure(
-                    matrix, self.class_names, f"{tag} (epoch {self.current_epoch})"
+                    matrix.cpu().numpy(), self.class_names, f"{tag} (epoch {self.current_epoch})"
                 )
                 logger.experiment.add_figure(tag, fig, global_step=self.current_epoch)
                 plt.close(fig)

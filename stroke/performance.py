@@ -1,8 +1,8 @@
-"""Speed settings that suit the hardware: precision, memory format, cudnn, torch.compile.
+"""Speed settings applied to a model when a fit starts: memory format, cuDNN, torch.compile.
 
-`auto_precision` backs the `${auto_precision:<accelerator>}` resolver of the trainer
-configs; `PerformanceTuning` is the callback (callbacks/default.yaml, key `performance`)
-that applies the rest when a fit starts. Both do nothing surprising on a CPU.
+`PerformanceTuning` is the callback (callbacks/default.yaml, key `performance`); the policy
+it follows (what `auto` means on this machine) is `stroke.hardware`'s. It does nothing
+surprising on a CPU.
 """
 
 from __future__ import annotations
@@ -13,36 +13,9 @@ import lightning as L
 import torch
 from torch import nn
 
-from stroke.errors import ConfigError
+from stroke.hardware import tune_backends, use_channels_last
 
 log = logging.getLogger(__name__)
-
-_GPU_ACCELERATORS = ("auto", "gpu", "cuda")
-
-
-def auto_precision(accelerator: str = "auto") -> str:
-    """Lightning precision for `accelerator`: bf16 autocast on GPUs that have it, else fp32.
-
-    bf16 keeps fp32's range (no loss scaling) and runs on the tensor cores of Ampere and
-    newer GPUs; older GPUs get fp16 autocast with a grad scaler; CPUs keep full precision,
-    since most (without AMX) run bf16 slower than fp32.
-    """
-    if str(accelerator) not in _GPU_ACCELERATORS or not torch.cuda.is_available():
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
-
-
-def use_channels_last(setting: bool | str, device: torch.device) -> bool:
-    """Whether `channels_last: auto|true|false` means NHWC on `device` (auto: on CUDA only)."""
-    if setting == "auto":
-        # cuDNN's tensor-core convolutions want NHWC; on CPU (oneDNN) it measured no faster
-        return device.type == "cuda"
-    if isinstance(setting, bool):
-        return setting
-    raise ConfigError(
-        f"callbacks.performance.channels_last must be auto, true or false, got {setting!r}"
-    )
-
 
 def tune_module(
     net: nn.Module,
@@ -61,16 +34,6 @@ def tune_module(
     if compile:
         net.compile(mode=compile_mode)
     return net
-
-
-def tune_backends(device: torch.device, cudnn_benchmark: bool = True) -> None:
-    """cuDNN autotuning and TF32 matmuls on CUDA, unless deterministic algorithms are asked for."""
-    if device.type != "cuda":
-        return
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
-    # TF32 for the fp32 matmuls left outside autocast; bf16/fp16 ones are unaffected
-    torch.set_float32_matmul_precision("high")
 
 
 class PerformanceTuning(L.Callback):

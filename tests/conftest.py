@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
+from stroke.config import CONFIG_MODULE
 from stroke.synth import PhantomConfig, generate_phantom
-from stroke.train import CONFIG_DIR
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -55,11 +55,16 @@ def phantom_dir(tmp_path_factory) -> Path:
     return root
 
 
+def compose_config(name: str, overrides: list[str], hydra_config: bool = False) -> DictConfig:
+    """The config `stroke-<name> <overrides>` composes (from the packaged `stroke.conf`)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module=CONFIG_MODULE):
+        return compose(name, overrides=overrides, return_hydra_config=hydra_config)
+
+
 def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
     """The config `stroke-train <overrides>` would run with, its run directory set to `run_dir`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config("train", overrides, hydra_config=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
@@ -101,7 +106,7 @@ def trained_run(phantom_dir, tmp_path_factory) -> Path:
     """A finished `stroke-train` run directory (CLI, tiny phantom, 2 epochs, in_chans 1)."""
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     result = run_module(
-        "stroke.train",
+        "stroke.cli.train",
         *TINY,
         f"data.root={phantom_dir}",
         "trainer.max_epochs=2",

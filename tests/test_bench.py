@@ -12,7 +12,7 @@ from conftest import TINY, run_module
 def test_bench_prints_every_figure(phantom_dir, tmp_path):
     run_dir = tmp_path / "bench"
     result = run_module(
-        "stroke.bench",
+        "stroke.cli.bench",
         # 9 training images: batches of 5 give two (of 8, the last would be a single image,
         # which training drops)
         *[o for o in TINY if not o.startswith("data.batch_size")], "data.batch_size=5",

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from conftest import compose_train
 from hydra.utils import instantiate
 
-from stroke.train import CONFIG_DIR
+from stroke.build import build_datamodule, build_model
+from stroke.config import source_checkout
 
-CONF = Path(CONFIG_DIR)
+CONF = source_checkout() / "conf"
 
 
 def names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The options of a config group (files starting with `_` are bases, not options)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("experiment", names("experiment"))
 def test_every_experiment_composes_and_builds(experiment, phantom_dir, tmp_path):
     cfg = compose_train([f"experiment={experiment}", f"data.root={phantom_dir}"], tmp_path)
     assert cfg.task_name == experiment
-    datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation))
+    datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
-    model = instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        in_chans=datamodule.in_chans,
-        class_names=datamodule.class_names,
-        class_counts=datamodule.class_counts(),
-    )
+    model = build_model(cfg, datamodule)
     assert model.hparams.num_classes == datamodule.num_classes
     model.configure_optimizers()
 

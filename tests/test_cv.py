@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY, run_module
 from omegaconf import OmegaConf
 
-from stroke.cv import SUMMARY_JSON, SUMMARY_MD, main, write_cv_summary
+from stroke.runs.cross_validation import SUMMARY_JSON, SUMMARY_MD, write_cv_summary
 
 
 def fake_run(job_dir: Path, fold: int, metrics: dict[str, float], overrides: list[str]) -> None:
@@ -32,44 +32,44 @@ def test_summary_matches_per_fold_metrics(tmp_path):
         fake_run(
             tmp_path / str(fold),
             fold,
-            {"test/acc": accs[fold], "test/f1": f1s[fold], "val/f1": 0.5},
+            {"test/accuracy": accs[fold], "test/f1": f1s[fold], "val/f1": 0.5},
             ["model=cnn_bn"],
         )
     # a second model in the same sweep is a separate group
     for fold in range(3):
-        fake_run(tmp_path / str(3 + fold), fold, {"test/acc": 0.5}, ["model=resnet18"])
+        fake_run(tmp_path / str(3 + fold), fold, {"test/accuracy": 0.5}, ["model=resnet18"])
 
     doc = json.loads(write_cv_summary(tmp_path).read_text())
     cnn, resnet = doc["groups"]
     assert cnn["overrides"] == ["model=cnn_bn"] and cnn["folds"] == [0, 1, 2]
-    assert set(cnn["metrics"]) == {"test/acc", "test/f1"}  # test metrics only
+    assert set(cnn["metrics"]) == {"test/accuracy", "test/f1"}  # test metrics only
     # read the per-fold files back and compare
     per_fold = [
         json.loads((tmp_path / str(f) / "metrics.json").read_text())["metrics"] for f in range(3)
     ]
-    for name in ("test/acc", "test/f1"):
+    for name in ("test/accuracy", "test/f1"):
         values = [m[name] for m in per_fold]
         assert cnn["metrics"][name]["values"] == values
         assert cnn["metrics"][name]["mean"] == pytest.approx(statistics.fmean(values))
         assert cnn["metrics"][name]["std"] == pytest.approx(statistics.stdev(values))
-    assert resnet["metrics"]["test/acc"]["std"] == 0.0
+    assert resnet["metrics"]["test/accuracy"]["std"] == 0.0
     markdown = (tmp_path / SUMMARY_MD).read_text()
-    assert "| test/acc | 0.8000 ± 0.1000 | 0.8000 | 0.7000 | 0.9000 |" in markdown
+    assert "| test/accuracy | 0.8000 ± 0.1000 | 0.8000 | 0.7000 | 0.9000 |" in markdown
     assert "## model=resnet18" in markdown
 
 
 def test_missing_folds_are_flagged(tmp_path):
-    fake_run(tmp_path / "0", 0, {"test/acc": 0.8}, [])
-    fake_run(tmp_path / "1", 2, {"test/acc": 0.6}, [])
+    fake_run(tmp_path / "0", 0, {"test/accuracy": 0.8}, [])
+    fake_run(tmp_path / "1", 2, {"test/accuracy": 0.6}, [])
     write_cv_summary(tmp_path)
     assert "2 fold(s) found: 0, 2 (**3 expected**)" in (tmp_path / SUMMARY_MD).read_text()
 
 
-def test_cli_reports_a_folder_without_fold_runs(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 2
-    assert "no cross-validation runs under" in capsys.readouterr().err
-    assert main([str(tmp_path / "nope")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_cli_reports_a_folder_without_fold_runs(tmp_path):
+    empty = run_module("stroke.cli.cv", f"path={tmp_path}", timeout=120)
+    assert empty.returncode != 0 and "no cross-validation runs under" in empty.stderr
+    missing = run_module("stroke.cli.cv", f"path={tmp_path / 'nope'}", timeout=120)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
     """`stroke-train -m data.fold=0,1,2`: three runs, then the callback's summary."""
     sweep = tmp_path / "multirun"
     result = run_module(
-        "stroke.train",
+        "stroke.cli.train",
         "-m",
         *TINY,
         f"data.root={phantom_dir}",
@@ -93,9 +93,9 @@ def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
     assert group["folds"] == [0, 1, 2] and group["expected_folds"] == 3
     runs = [json.loads((sweep / str(job) / "metrics.json").read_text()) for job in range(3)]
     assert [r["fold"] for r in runs] == [0, 1, 2]
-    accs = [r["metrics"]["test/acc"] for r in runs]
-    assert group["metrics"]["test/acc"]["mean"] == pytest.approx(statistics.fmean(accs))
-    assert group["metrics"]["test/acc"]["std"] == pytest.approx(statistics.stdev(accs))
+    accs = [r["metrics"]["test/accuracy"] for r in runs]
+    assert group["metrics"]["test/accuracy"]["mean"] == pytest.approx(statistics.fmean(accs))
+    assert group["metrics"]["test/accuracy"]["std"] == pytest.approx(statistics.stdev(accs))
     # the three test splits are disjoint and cover every patient
     tested = [
         {
@@ -107,6 +107,6 @@ def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
     ]
     assert sum(map(len, tested)) == len(set().union(*tested)) == 9
     # and the CLI writes the same numbers again
-    again = run_module("stroke.cv", sweep, "--out", tmp_path / "cv", timeout=120)
+    again = run_module("stroke.cli.cv", f"path={sweep}", f"out={tmp_path / 'cv'}", timeout=120)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "cv" / SUMMARY_JSON).read_text())["groups"] == summary["groups"]

@@ -13,11 +13,11 @@ from dicom_factory import CQ500, cq500_labelled_tree
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
+from stroke.cli.train import train
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.inference.checkpoint import load_classifier
 from stroke.inference.predictor import TorchBackend, predict_files
 from stroke.module import StrokeClassifier
-from stroke.train import train
 
 CQ500_DIR = SHARED_DATASETS / CQ500
 
@@ -41,7 +41,7 @@ def test_train_on_a_dicom_tree_and_predict_on_the_folder(tmp_path):
 
     summary = json.loads((run_dir / "metrics.json").read_text())
     assert summary["classes"] == ["normal", "hemorrhage"]
-    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
     rows = list(csv.DictReader((run_dir / "splits.csv").open()))
     assert len(rows) == 16 and {r["patient_id"] for r in rows} == {f"CQ{i:02d}" for i in range(8)}
     # distinct slices of one real scan, spread over patients and splits, are not duplicates
@@ -55,9 +55,7 @@ def test_train_on_a_dicom_tree_and_predict_on_the_folder(tmp_path):
         samples,
         {"normal": 0, "hemorrhage": 1},
         datamodule.loader,
-        None,
-        datamodule.mean,
-        datamodule.std,
+        datamodule.preprocessing,
     )
     with torch.no_grad():
         probs = torch.cat([model(x).softmax(1) for x, _ in DataLoader(dataset, batch_size=8)])

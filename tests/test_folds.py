@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from stroke.data import FolderSource, PresplitSource, StrokeDataModule
 from stroke.data.folds import assign_fold
-from stroke.errors import DatasetError
+from stroke.errors import ConfigError, DatasetError
 
 PATIENT = r"^(p\d+_[a-z]+)_"  # patient ids per class: p003_normal, p003_stroke, ...
 
@@ -128,6 +128,6 @@ def test_weighted_sampler_balances_classes(tmp_path):
 
 def test_unknown_sampler_is_named():
     with pytest.raises(
-        DatasetError, match="data.sampler must be one of \\[None, 'weighted'\\], got 'balanced'"
+        ConfigError, match="data.sampler must be one of \\[None, 'weighted'\\], got 'balanced'"
     ):
         StrokeDataModule(FolderSource("/anywhere"), sampler="balanced")

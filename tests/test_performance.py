@@ -9,7 +9,8 @@ from conftest import TINY, compose_train
 from hydra.utils import instantiate
 
 from stroke.errors import ConfigError
-from stroke.performance import PerformanceTuning, auto_precision, tune_module
+from stroke.hardware import auto_precision
+from stroke.performance import PerformanceTuning, tune_module
 
 
 def test_precision_follows_the_hardware(monkeypatch, tmp_path):
@@ -61,7 +62,7 @@ def test_training_loss_and_accuracy_are_exact_epoch_means(phantom_dir, tmp_path)
     assert len(sizes) > 1  # a short last batch: a mean of batch means would be wrong
     expected = sum(loss * n for loss, n in seen) / sum(n for _, n in seen)
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
-    assert 0.0 <= float(trainer.callback_metrics["train/acc"]) <= 1.0
+    assert 0.0 <= float(trainer.callback_metrics["train/accuracy"]) <= 1.0
     assert "train_sums" not in model.state_dict()  # checkpoints keep their keys
 
 
@@ -70,7 +71,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(phantom_dir, tmp_pat
     the module and the configured callbacks must not, or the CPU stops running ahead."""
     import traceback
 
-    from stroke.train import instantiate_dict
+    from stroke.build import instantiate_dict
 
     cfg = compose_train([*TINY, f"data.root={phantom_dir}"], tmp_path)
     dm = instantiate(cfg.data)

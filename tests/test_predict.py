@@ -9,25 +9,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATASETS, run_module
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import SHARED_DATASETS, compose_config, run_module
 
+from stroke.cli.predict import run_prediction
 from stroke.errors import ConfigError
 from stroke.inference.onnx_export import export_onnx, max_abs_difference, read_onnx_metadata
 from stroke.inference.predictor import resolve_inputs
 from stroke.models import create_model
-from stroke.predict import run_prediction
-from stroke.train import CONFIG_DIR
 
 HEAD_CT_IMAGES = SHARED_DATASETS / "head_ct" / "images"
 CLASSES = ["normal", "hemorrhagic", "ischemic"]
-
-
-def compose_config(name: str, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        return compose(name, overrides=overrides)
 
 
 def read_rows(path):
@@ -53,7 +44,7 @@ def test_predict_head_ct_folder_with_a_corrupt_file(trained_run, tmp_path):
     n_images = len(list(HEAD_CT_IMAGES.glob("*.png")))
     out = tmp_path / "predictions.csv"
     result = run_module(
-        "stroke.predict",
+        "stroke.cli.predict",
         f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
         f"inputs={inputs}",
         f"output_csv={out}",
@@ -139,7 +130,7 @@ def test_stroke_export_matches_pytorch_and_onnx_predicts_the_same(
 ):
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     onnx_path = tmp_path / "model.onnx"
-    result = run_module("stroke.export", f"ckpt_path={ckpt}", f"output_path={onnx_path}")
+    result = run_module("stroke.cli.export", f"ckpt_path={ckpt}", f"output_path={onnx_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     printed = re.search(r"max abs difference vs PyTorch: (\S+)", result.stdout)
     assert printed and float(printed.group(1)) < 1e-4

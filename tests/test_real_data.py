@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import SHARED_DATASETS, compose_train
 
-from stroke.train import train
+from stroke.cli.train import train
 
 HEAD_CT = SHARED_DATASETS / "head_ct"
 pytestmark = pytest.mark.skipif(
@@ -45,4 +45,4 @@ def test_head_ct_hemorrhage_trains_on_the_real_images(tmp_path):
     assert summary["classes"] == ["none", "hemorrhage"]
     splits = (run_dir / "splits.csv").read_text().splitlines()
     assert len(splits) == 1 + 200  # every labelled image went to a split
-    assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    assert 0.0 <= summary["metrics"]["test/accuracy"] <= 1.0

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import TINY, compose_train
+from conftest import TINY, compose_config, compose_train, run_module
 
+from stroke.cli.runs import print_table
 from stroke.runs import collect_runs, swept_keys, write_status
-from stroke.runs.cli import main as runs_main
 from stroke.runs.table import build_table, to_csv, to_markdown
 
 
@@ -44,14 +44,14 @@ def sweep_dir(tmp_path):
         root,
         "0",
         [*common, "model=cnn_small", "model.optimizer.lr=0.001"],
-        {"val/f1_best": 0.8, "val/f1": 0.7, "test/acc": 0.90, "test/f1": 0.85},
+        {"val/f1_best": 0.8, "val/f1": 0.7, "test/accuracy": 0.90, "test/f1": 0.85},
         "finished",
     )
     make_run(
         root,
         "1",
         [*common, "model=resnet18", "model.optimizer.lr=0.001"],
-        {"val/f1_best": 0.6, "val/f1": 0.6, "test/acc": 0.95, "test/f1": 0.9},
+        {"val/f1_best": 0.6, "val/f1": 0.6, "test/accuracy": 0.95, "test/f1": 0.9},
     )
     make_run(
         root,
@@ -75,7 +75,7 @@ def test_runs_are_found_with_status_overrides_and_metrics(sweep_dir):
 
 def test_table_sorted_by_a_metric_in_markdown_and_csv(sweep_dir):
     runs = collect_runs(sweep_dir)
-    table = build_table(runs, sort="test/acc")
+    table = build_table(runs, sort="test/accuracy")
     assert [r.name for r in table.runs] == ["1", "0", "2", "10"]  # unfinished runs last
     markdown = to_markdown(table)
     assert markdown.splitlines()[0].startswith("| run | status | model | model.optimizer.lr |")
@@ -83,7 +83,7 @@ def test_table_sorted_by_a_metric_in_markdown_and_csv(sweep_dir):
     assert "ValueError: Invalid learning rate: -1" in markdown
     rows = list(csv.DictReader(io.StringIO(to_csv(table))))
     assert [r["status"] for r in rows] == ["finished", "finished", "failed", "running"]
-    assert float(rows[0]["test/acc"]) == 0.95 and rows[0]["best val/f1"] == "0.6"
+    assert float(rows[0]["test/accuracy"]) == 0.95 and rows[0]["best val/f1"] == "0.6"
     # default order: best validation score, highest first
     assert [r.name for r in build_table(runs).runs][:2] == ["0", "1"]
 
@@ -97,23 +97,32 @@ def test_a_run_whose_process_is_gone_is_failed_not_running(tmp_path):
 
 
 def test_cli_prints_table_markdown_and_plot(sweep_dir, tmp_path, capsys):
-    assert runs_main([str(sweep_dir), "--sort", "test/acc"]) == 0
+    cfg = compose_config("runs", [f"path={sweep_dir}", "sort=test/accuracy"])
+    assert print_table(cfg) == 0
     out = capsys.readouterr().out
-    assert "4 runs: 2 finished, 1 failed, 1 running; sorted by test/acc" in out
+    assert "4 runs: 2 finished, 1 failed, 1 running; sorted by test/accuracy" in out
     assert "resnet18" in out and "failed" in out
 
-    assert (
-        runs_main([str(sweep_dir), "--format", "markdown", "--plot", str(tmp_path / "p.png")]) == 0
-    )
-    assert (tmp_path / "p.png").stat().st_size > 1000
-    assert runs_main([str(tmp_path / "nowhere")]) == 1
+    plot = tmp_path / "p.png"
+    cfg = compose_config("runs", [f"path={sweep_dir}", "format=markdown", f"plot={plot}"])
+    assert print_table(cfg) == 0
+    assert plot.stat().st_size > 1000
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert print_table(compose_config("runs", [f"path={empty}"])) == 1
+
+
+def test_the_command_prints_the_table(sweep_dir):
+    result = run_module("stroke.cli.runs", f"path={sweep_dir}", "format=csv", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("run,")
 
 
 def test_every_run_logs_its_hyperparameters_to_tensorboard(phantom_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-    from stroke.train import train
+    from stroke.cli.train import train
 
     run_dir = tmp_path / "run"
     cfg = compose_train(
@@ -132,9 +141,9 @@ def test_every_run_logs_its_hyperparameters_to_tensorboard(phantom_dir, tmp_path
     assert hparams["data/image_size"].number_value == 32
     # the final metrics are scalars the HPARAMS view shows next to them
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert "hp/test/acc" in {m.name.tag for m in experiment.metric_infos}
-    (logged,) = events.Scalars("hp/test/acc")
-    assert logged.value == pytest.approx(metrics["test/acc"])
+    assert "hp/test/accuracy" in {m.name.tag for m in experiment.metric_infos}
+    (logged,) = events.Scalars("hp/test/accuracy")
+    assert logged.value == pytest.approx(metrics["test/accuracy"])
 
 
 def test_a_failed_trial_is_recorded_and_does_not_stop_a_sweep(tmp_path):

@@ -30,7 +30,7 @@ def train_cmd(phantom_dir: Path, *overrides: str, multirun: bool = True) -> list
     return [
         sys.executable,
         "-m",
-        "stroke.train",
+        "stroke.cli.train",
         *flags,
         *TINY,
         f"data.root={phantom_dir}",
@@ -65,7 +65,7 @@ def job_dirs(sweep_dir: Path) -> list[str]:
 
 def assert_row_matches_metrics_json(row: dict[str, str], run_dir: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    for name in ("test/acc", "test/f1", "test/auroc"):
+    for name in ("test/accuracy", "test/f1", "test/roc_auc"):
         assert float(row[name]) == metrics[name], name
     assert float(row["best val/f1"]) == metrics["val/f1_best"]
 
@@ -225,7 +225,7 @@ def test_multinode_ddp_under_slurm_simulated_with_two_cpu_processes(phantom_dir,
     """trainer=ddp_multinode as SLURM starts it: one process per node, ranks from SLURM's env."""
     run_dir = tmp_path / "multinode"
     cmd = [
-        sys.executable, "-m", "stroke.train", *(o for o in TINY if "trainer.devices" not in o),
+        sys.executable, "-m", "stroke.cli.train", *(o for o in TINY if "trainer.devices" not in o),
         f"data.root={phantom_dir}", "model=cnn_small", f"hydra.run.dir={run_dir}",
         "trainer=ddp_multinode", "trainer.num_nodes=2", "trainer.devices=1",
         "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.sync_batchnorm=false",

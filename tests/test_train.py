@@ -7,7 +7,7 @@ import json
 import torch
 from conftest import TINY, compose_train, run_module
 
-from stroke.train import train
+from stroke.cli.train import train
 
 
 def test_train_writes_a_complete_run_directory(phantom_dir, tmp_path):
@@ -19,10 +19,10 @@ def test_train_writes_a_complete_run_directory(phantom_dir, tmp_path):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "splits.csv").is_file()
     summary = json.loads((run_dir / "metrics.json").read_text())
-    assert 0.0 <= summary["metrics"]["test/acc"] <= 1.0
-    assert summary["metrics"]["test/acc"] == metrics["test/acc"]
+    assert 0.0 <= summary["metrics"]["test/accuracy"] <= 1.0
+    assert summary["metrics"]["test/accuracy"] == metrics["test/accuracy"]
     assert summary["classes"] == ["normal", "hemorrhagic", "ischemic"]
-    assert {"test/f1", "test/auroc", "test/precision", "test/recall", "test/f1_ischemic"} <= set(
+    assert {"test/f1", "test/roc_auc", "test/precision", "test/recall", "test/f1/ischemic"} <= set(
         summary["metrics"]
     )
     # the test ran on the best checkpoint, which exists
@@ -85,7 +85,7 @@ def test_cli_runs_with_hydra_overrides(phantom_dir, tmp_path):
     """`stroke-train key=value ...` as a user types it: Hydra run dir, printed at the end."""
     run_dir = tmp_path / "cli_run"
     result = run_module(
-        "stroke.train",
+        "stroke.cli.train",
         *TINY,
         f"data.root={phantom_dir}",
         "model=cnn_small",
@@ -100,7 +100,7 @@ def test_cli_runs_with_hydra_overrides(phantom_dir, tmp_path):
 
 def test_bad_backbone_name_fails_before_training(phantom_dir, tmp_path):
     result = run_module(
-        "stroke.train",
+        "stroke.cli.train",
         *TINY,
         f"data.root={phantom_dir}",
         "model=timm",

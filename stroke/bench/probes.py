@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import resource
 import time
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 
 from stroke.data.cache import IMAGES_FILE, ImageCache
+from stroke.hardware import available_cpus
 
 
 def loader_throughput(loader: Iterable, batches: int) -> float:
@@ -110,10 +110,7 @@ def machine_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
+    cpus = available_cpus()
     text = f"{cpu}, {cpus} CPUs available"
     if device.type == "cuda":
         text += f", {torch.cuda.get_device_name(device)}"

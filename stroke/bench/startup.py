@@ -41,7 +41,7 @@ def time_to_first_step(overrides: list[str], run_dir: Path) -> dict[str, float]:
     cmd = [
         sys.executable,
         "-m",
-        "stroke.train",
+        "stroke.cli.train",
         *overrides,
         "test=false",
         f"hydra.run.dir={run_dir}",

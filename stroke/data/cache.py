@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from stroke.errors import DatasetError
+from stroke.hardware import decode_threads
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class ImageCache:
         self.build_seconds = 0.0
         self._images: np.ndarray | None = None
         self._rows: dict[str, int] | None = None
-        self._ensure(list(items), progress, build_workers or _build_threads())
+        self._ensure(list(items), progress, build_workers or decode_threads())
 
     # -- reading ---------------------------------------------------------------------------
     def __call__(self, item: Any) -> np.ndarray:
@@ -332,10 +333,3 @@ def _chunks(items: list[Any], start: int, size: int) -> Iterator[tuple[int, list
     for begin in range(start, len(items), size):
         yield begin, items[begin : begin + size]
 
-
-def _build_threads() -> int:
-    # Decoding (Pillow) and resizing (OpenCV) release the GIL, so threads scale.
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:
-        return max(1, min(8, os.cpu_count() or 1))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -12,16 +11,16 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from stroke import PROJECT_ROOT
+from stroke.config import cache_home
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.folds import assign_fold
-from stroke.data.images import ImageLoader
 from stroke.data.leakage import (
     NearDuplicate,
     check_leakage,
     resolve_leakage_mode,
     write_leakage_csv,
 )
+from stroke.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
 from stroke.data.samples import (
     SPLITS,
     Sample,
@@ -29,39 +28,12 @@ from stroke.data.samples import (
     resolve_classes,
     write_splits_csv,
 )
+from stroke.data.sources import DecodingSource, ImageSource
 from stroke.data.splits import assign_splits, check_no_patient_overlap
-from stroke.errors import DatasetError
+from stroke.errors import ConfigError, DatasetError
+from stroke.hardware import pin_memory, resolve_num_workers
 
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """Where decoded images are cached without `data.cache_dir` (the same as paths.cache_dir)."""
-    return Path(os.environ.get("STROKE_CACHE_DIR") or PROJECT_ROOT / ".cache") / "images"
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def resolve_num_workers(num_workers: int | str, cached: bool = False) -> int:
-    """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding.
-
-    Except on a machine without a GPU when images come from the cache: there the model's
-    threads already use every core, a cached batch costs about 1% of a CPU training step,
-    and worker processes would only take cores from the model (see experiments/benchmarks.md).
-    """
-    if num_workers == "auto":
-        if cached and not torch.cuda.is_available():
-            return 0
-        return max(0, min(8, available_cpus() - 1))
-    if isinstance(num_workers, int) and num_workers >= 0:
-        return num_workers
-    raise DatasetError(f"data.num_workers must be 'auto' or an integer >= 0, got {num_workers!r}")
 
 
 #: `data.sampler`: None shuffles; `weighted` balances classes (beside model.class_weighting).
@@ -73,7 +45,7 @@ class StrokeDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        source: object,
+        source: ImageSource,
         root: str | None = None,
         image_size: int = 128,
         in_chans: int = 1,
@@ -84,8 +56,8 @@ class StrokeDataModule(L.LightningDataModule):
         seed: int = 42,
         class_map: Mapping[str, str | None] | None = None,
         classes: Sequence[str] | None = None,
-        mean: float | Sequence[float] = 0.5,
-        std: float | Sequence[float] = 0.25,
+        mean: float | Sequence[float] = DEFAULT_MEAN,
+        std: float | Sequence[float] = DEFAULT_STD,
         train_transform: Callable | None = None,
         pin_memory: bool | None = None,
         folds: int = 5,
@@ -97,16 +69,20 @@ class StrokeDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if in_chans not in (1, 3):
-            raise DatasetError(f"data.in_chans must be 1 or 3, got {in_chans!r}")
-        if not isinstance(image_size, int) or image_size < 8:
-            raise DatasetError(f"data.image_size must be an integer >= 8, got {image_size!r}")
+        if not isinstance(source, ImageSource):
+            raise ConfigError(
+                f"data.source must be a source with a load() method (e.g. "
+                f"stroke.data.FolderSource), got {type(source).__name__}"
+            )
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise DatasetError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
+            raise ConfigError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
         self.source = source
+        # a source that knows its format (DICOM, NIfTI) decodes its own samples and says how
+        decoding = isinstance(source, DecodingSource)
+        windows = source.preprocessing_record().get("dicom_windows") if decoding else None
+        self.preprocessing = Preprocessing(image_size, in_chans, mean, std, windows)
+        self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
         self.root = root
-        self.image_size = image_size
-        self.in_chans = in_chans
         self.batch_size = batch_size
         self.num_workers = resolve_num_workers(num_workers, cached=cache)
         self.val_fraction = val_fraction
@@ -114,12 +90,10 @@ class StrokeDataModule(L.LightningDataModule):
         self.seed = seed
         self.class_map = dict(class_map) if class_map else None
         self.requested_classes = list(classes) if classes is not None else None
-        self.mean = _per_channel(mean, in_chans, "mean")
-        self.std = _per_channel(std, in_chans, "std")
         self.train_transform = train_transform
         self.pin_memory = pin_memory
         if sampler not in SAMPLERS:
-            raise DatasetError(f"data.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+            raise ConfigError(f"data.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
         # cross-validation: fold `fold` of `folds` is held out (stroke.data.folds); None: off
         self.folds = folds
         self.fold = fold
@@ -127,17 +101,25 @@ class StrokeDataModule(L.LightningDataModule):
         self.leakage = resolve_leakage_mode(leakage)
         self.sampler = sampler
         self.near_duplicates: list[NearDuplicate] = []
-        # a source that knows its format (DICOM, NIfTI) decodes its own samples
-        self.loader = ImageLoader(image_size, in_chans, reader=getattr(source, "read", None))
         # decode each image once into a memory-mapped store shared by epochs, runs and trials
         self.cache = cache
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "images"
         self.image_cache = None
         self.samples: list[Sample] | None = None
         self.class_names: list[str] = []
         self.datasets: dict[str, ImageClassificationDataset] = {}
 
     # -- what the model needs to know -------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        """Side of the square model input, in pixels."""
+        return self.preprocessing.image_size
+
+    @property
+    def in_chans(self) -> int:
+        """Channels of the model input (1 or 3)."""
+        return self.preprocessing.in_chans
+
     @property
     def num_classes(self) -> int:
         """Number of classes after class_map (valid after setup)."""
@@ -168,15 +150,7 @@ class StrokeDataModule(L.LightningDataModule):
 
         With it, stroke-predict and stroke-export need nothing but the checkpoint file.
         """
-        return {
-            "image_size": self.image_size,
-            "in_chans": self.in_chans,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "class_names": list(self.class_names),
-            # a source that decodes its own format says how (DICOM: the HU windows)
-            **getattr(self.source, "preprocessing_record", dict)(),
-        }
+        return {**self.preprocessing.record(), "class_names": list(self.class_names)}
 
     # -- Lightning hooks ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -225,9 +199,8 @@ class StrokeDataModule(L.LightningDataModule):
                 [s for s in self.samples if s.split == split],
                 class_to_idx,
                 loader,
+                self.preprocessing,
                 transform,
-                self.mean,
-                self.std,
             )
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
@@ -253,7 +226,7 @@ class StrokeDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()
-        pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
+        pin = pin_memory(self.pin_memory)
         sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
         # A last training batch of a single image breaks batch norm: drop that one image
         # (a different one each epoch, as the order is shuffled); other short batches stay.
@@ -288,12 +261,3 @@ class StrokeDataModule(L.LightningDataModule):
     def _require_setup(self) -> None:
         if self.samples is None:
             raise RuntimeError("call setup() on the datamodule first")
-
-
-def _per_channel(value: float | Sequence[float], in_chans: int, key: str) -> list[float]:
-    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
-    if len(values) == 1:
-        return values * in_chans
-    if len(values) != in_chans:
-        raise DatasetError(f"data.{key} has {len(values)} values for in_chans={in_chans}")
-    return values

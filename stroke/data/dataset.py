@@ -1,4 +1,4 @@
-"""The torch Dataset: cached-or-decoded image, then augmentation, then a normalized tensor."""
+"""The torch Dataset: cached-or-decoded image, then augmentation, then the model's input."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
 
 
@@ -19,16 +20,14 @@ class ImageClassificationDataset(Dataset):
         samples: Sequence[Sample],
         class_to_idx: dict[str, int],
         loader: Callable[[Sample], np.ndarray],
+        preprocessing: Preprocessing,
         transform: Callable | None = None,
-        mean: Sequence[float] = (0.5,),
-        std: Sequence[float] = (0.25,),
     ) -> None:
         self.samples = list(samples)
         self.targets = [class_to_idx[s.label] for s in self.samples]
         self.loader = loader
+        self.preprocessing = preprocessing
         self.transform = transform
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -38,7 +37,4 @@ class ImageClassificationDataset(Dataset):
         image = self.loader(self.samples[index])
         if self.transform is not None:
             image = self.transform(image=image)["image"]
-            if image.ndim == 2:  # some transforms drop a single channel axis
-                image = image[:, :, None]
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        return (tensor / 255.0 - self.mean) / self.std, self.targets[index]
+        return self.preprocessing.to_tensor(image), self.targets[index]

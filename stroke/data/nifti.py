@@ -173,6 +173,10 @@ class NiftiSource:
             read_axial_slice(sample.path, sample.slice_index), self.windows, in_chans
         )
 
+    def preprocessing_record(self) -> dict[str, list]:
+        """Nothing for checkpoints: stroke-predict reads image and DICOM files, not volumes."""
+        return {}
+
     def read_mask(self, sample: Sample) -> np.ndarray | None:
         """The lesion mask of the sample's slice (uint8 0/1, same view), or None without one."""
         if sample.mask_path is None or sample.slice_index is None:

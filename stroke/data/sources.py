@@ -1,7 +1,9 @@
-"""Where samples come from: a folder per class, pre-split folders, or a CSV of labels.
+"""Where samples come from: what a source must provide, and the image-file sources.
 
 A source only lists samples (path, raw label, patient id, optional split); decoding,
-splitting and class mapping happen in the datamodule, the same for every source.
+splitting and class mapping happen in the datamodule, the same for every source. The
+image-file sources are here (a folder per class, pre-split folders, a CSV of labels);
+DICOM and NIfTI sources, which also decode their own format, live in their own modules.
 """
 
 from __future__ import annotations
@@ -9,9 +11,46 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from stroke.data.samples import Sample, compile_patient_regex, patient_id_from_name
 from stroke.errors import DatasetError
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """What the datamodule needs of any source (`data.source` in the configs).
+
+    `load()` lists the samples: path, raw label, patient id, and a split when the data
+    comes pre-split. The source's `repr` names it in log lines and errors (e.g.
+    `FolderSource(root='data/phantom')`), so it should say where the data is.
+    """
+
+    def load(self) -> list[Sample]:
+        """Every labelled sample of the source; a DatasetError naming the file when one is bad."""
+        ...
+
+
+@runtime_checkable
+class DecodingSource(ImageSource, Protocol):
+    """A source whose files the generic image reader cannot decode (DICOM in HU, NIfTI slices).
+
+    `read` returns the sample's image at native resolution as uint8 H x W x `in_chans`
+    (the datamodule letterboxes and caches it); `preprocessing_record` returns the plain
+    values a checkpoint must keep so that `stroke-predict` reads a raw file of this format
+    as training did (e.g. `{"dicom_windows": [...]}`), or `{}` when it cannot.
+    """
+
+    def read(self, sample: Sample, in_chans: int) -> np.ndarray:
+        """The sample's pixels, uint8 H x W x in_chans."""
+        ...
+
+    def preprocessing_record(self) -> dict[str, Any]:
+        """Plain values saved in checkpoints beside size and normalisation."""
+        ...
+
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 #: Folder names accepted for each split of a pre-split dataset (compared case-insensitively).

@@ -1,11 +1,16 @@
 """Classification metrics in NumPy (checked against scikit-learn) and patient bootstrap intervals.
 
+The metric vocabulary of stroke, from TensorBoard to the report: `accuracy`,
+`balanced_accuracy`, and for each of PER_CLASS_METRICS `<metric>` (the macro mean over
+classes) and `<metric>/<class>`. During training the same names are logged under the split,
+`val/f1`, `test/roc_auc/hemorrhagic` (stroke.evaluation.epoch_metrics).
+
 NumPy rather than scikit-learn calls inside the bootstrap: a thousand resamples of eight
 metrics per class take well under a second this way. `tests/test_evaluation_metrics.py`
 checks every value against scikit-learn on fixed predictions.
 
 Conventions (scikit-learn's unless said otherwise):
-- per-class values are one-vs-rest; `<metric>/macro` is their unweighted mean;
+- per-class values are one-vs-rest; `<metric>` alone is their unweighted (macro) mean;
 - precision and F1 of a class that is never predicted are 0 (scikit-learn's
   `zero_division=0`); recall, specificity, ROC AUC and average precision of a class
   with no true (or no negative) images are undefined (NaN); a class with no true
@@ -86,7 +91,7 @@ def classification_scores(
     """Every metric of a multi-class (or binary) prediction, per class and macro.
 
     `probs` is N x K (rows sum to 1); `y_pred` defaults to its argmax. Keys are
-    `accuracy`, `balanced_accuracy`, `<metric>/<class>` and `<metric>/macro`.
+    `accuracy`, `balanced_accuracy`, `<metric>` (the macro mean) and `<metric>/<class>`.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=float)
@@ -121,7 +126,7 @@ def classification_scores(
         # precision and F1 of a class absent from the truth say nothing: out of the mean
         present = actual > 0
         macro_values = values[present] if name in ("precision", "f1") else values
-        scores[f"{name}/macro"] = _nanmean(macro_values)
+        scores[name] = _nanmean(macro_values)
         for cls, value in zip(class_names, values, strict=True):
             scores[f"{name}/{cls}"] = float(value)
     return scores

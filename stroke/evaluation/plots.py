@@ -1,4 +1,7 @@
-"""Evaluation figures as PNG files: confusion matrices, ROC and PR curves, reliability diagram."""
+"""Every figure of stroke: confusion matrices, ROC and PR curves, reliability diagrams.
+
+For the evaluation report (PNG files) and TensorBoard (figures), so both show the same.
+"""
 
 from __future__ import annotations
 
@@ -35,34 +38,39 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], path: Path, normalized: bool, title: str
-) -> Path:
-    """Counts, or rows normalized to the fraction of each true class."""
-    matrix = np.asarray(matrix, dtype=float)
-    shown = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1) if normalized else matrix
+def confusion_matrix_figure(
+    matrix: np.ndarray, class_names: Sequence[str], title: str, normalized: bool = False
+) -> plt.Figure:
+    """A confusion matrix: counts (or row fractions), shaded by the fraction of each true class.
+
+    Shading by row fraction keeps a rare class's errors visible beside a common class's
+    hits; the same figure goes to TensorBoard each epoch and to the evaluation report.
+    """
+    counts = np.asarray(matrix, dtype=float)
+    fractions = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
     size = 1.6 + 0.9 * len(class_names)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalized else max(shown.max(), 1))
+    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    high = shown.max() / 2 if shown.max() > 0 else 0.5
-    for i in range(shown.shape[0]):
-        for j in range(shown.shape[1]):
-            text = f"{shown[i, j]:.2f}" if normalized else f"{int(shown[i, j])}"
-            color = "white" if shown[i, j] > high else "black"
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            text = f"{fractions[i, j]:.2f}" if normalized else f"{int(counts[i, j])}"
+            color = "white" if fractions[i, j] > 0.5 else "black"
             ax.text(j, i, text, ha="center", va="center", color=color)
-    fig.colorbar(
-        image,
-        ax=ax,
-        fraction=0.046,
-        pad=0.04,
-        label="fraction of true class" if normalized else "images",
-    )
-    return _save(fig, path)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], path: Path, normalized: bool, title: str
+) -> Path:
+    """`confusion_matrix_figure` saved as a PNG file."""
+    return _save(confusion_matrix_figure(matrix, class_names, title, normalized), path)
 
 
 def plot_roc(

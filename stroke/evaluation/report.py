@@ -27,12 +27,12 @@ from stroke.evaluation.plots import (
 HEADLINE = (
     ("accuracy", "accuracy"),
     ("balanced_accuracy", "balanced accuracy"),
-    ("precision/macro", "precision (macro)"),
-    ("recall/macro", "recall / sensitivity (macro)"),
-    ("specificity/macro", "specificity (macro)"),
-    ("f1/macro", "F1 (macro)"),
-    ("roc_auc/macro", "ROC AUC (macro, one-vs-rest)"),
-    ("average_precision/macro", "average precision (macro)"),
+    ("precision", "precision (macro)"),
+    ("recall", "recall / sensitivity (macro)"),
+    ("specificity", "specificity (macro)"),
+    ("f1", "F1 (macro)"),
+    ("roc_auc", "ROC AUC (macro, one-vs-rest)"),
+    ("average_precision", "average precision (macro)"),
     ("ece", "expected calibration error"),
 )
 PER_CLASS = ("precision", "recall", "specificity", "f1", "roc_auc", "average_precision")

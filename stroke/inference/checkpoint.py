@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from stroke.data.preprocessing import Preprocessing
 from stroke.errors import ConfigError
 from stroke.models import create_model
 
@@ -24,19 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Key under which Lightning stores StrokeDataModule.state_dict() in a checkpoint.
 DATAMODULE_KEY = "StrokeDataModule"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What turns an image file into the model's input tensor."""
-
-    image_size: int
-    in_chans: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    #: for a model trained on DICOM (data=dicom): the HU windows that made its channels, as
-    #: plain values (`{width, level}` or `minmax`/`dicom`); None for image-file models
-    dicom_windows: tuple | None = None
 
 
 @dataclass
@@ -122,35 +110,21 @@ def _preprocessing(checkpoint: dict, path: Path) -> Preprocessing | None:
         if run_cfg is None or "data" not in run_cfg:
             return None
         record = OmegaConf.to_container(run_cfg.data, resolve=True)
+        record = {**record, "dicom_windows": _dicom_windows_of_run(record)}
         log.info("preprocessing of %s read from its run's .hydra/config.yaml", path)
     try:
-        in_chans = int(record["in_chans"])
-        return Preprocessing(
-            image_size=int(record["image_size"]),
-            in_chans=in_chans,
-            mean=_per_channel(record.get("mean", 0.5), in_chans),
-            std=_per_channel(record.get("std", 0.25), in_chans),
-            dicom_windows=_dicom_windows(record),
-        )
-    except (KeyError, TypeError, ValueError):
+        return Preprocessing.from_record(record)
+    except ConfigError:
         return None
 
 
-def _dicom_windows(record: dict) -> tuple | None:
-    """The recorded HU windows; for a checkpoint without them, the DICOM run config's."""
-    windows = record.get("dicom_windows")
-    if windows is None:
-        source = record.get("source") or {}
-        if not str(source.get("_target_", "")).endswith("DicomSource"):
-            return None
-        from stroke.data.windowing import resolve_windows, windows_record
+def _dicom_windows_of_run(data: dict) -> list | None:
+    """The HU windows of a DICOM run's data config (checkpoints older than the record)."""
+    source = data.get("source") or {}
+    if not str(source.get("_target_", "")).endswith("DicomSource"):
+        return None
+    from stroke.data.windowing import resolve_windows, windows_record
 
-        windows = windows_record(
-            resolve_windows(source.get("window", "brain"), source.get("multi_window"))
-        )
-    return tuple(windows)
-
-
-def _per_channel(value, in_chans: int) -> tuple[float, ...]:
-    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
-    return tuple(values * in_chans if len(values) == 1 else values)
+    return windows_record(
+        resolve_windows(source.get("window", "brain"), source.get("multi_window"))
+    )

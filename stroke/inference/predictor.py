@@ -16,60 +16,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from stroke.data.images import ImageLoader, read_image
-from stroke.data.samples import Sample
+from stroke.data.preprocessing import DICOM_EXTENSIONS, Preprocessing
 from stroke.data.sources import IMAGE_EXTENSIONS
-from stroke.errors import ConfigError, DatasetError
-from stroke.inference.checkpoint import Preprocessing
+from stroke.errors import ConfigError
 
 _GLOB_CHARS = frozenset("*?[")
-#: DICOM files a folder is searched for, besides images (files without a suffix, as PACS
-#: exports often name them, are read when named directly or by a glob)
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
-#: what a folder given as input is searched for
+#: what a folder given as input is searched for (files without a suffix, as PACS exports
+#: often name DICOM files, are read when named directly or by a glob)
 _SEARCHED_EXTENSIONS = IMAGE_EXTENSIONS | DICOM_EXTENSIONS
-
-
-def _is_dicom(path: Path) -> bool:
-    """By suffix; a file with none (or another) is opened for the DICOM marker."""
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
-        return False
-    from stroke.data.dicom_pixels import has_dicom_preamble
-
-    return suffix in DICOM_EXTENSIONS or has_dicom_preamble(path)
-
-
-class _FileReader:
-    """Reads an image file, or a DICOM file through the HU windows the model was trained with."""
-
-    def __init__(self, dicom_windows: Sequence | None) -> None:
-        self.windows = None
-        if dicom_windows is not None:
-            from stroke.data.windowing import resolve_window
-
-            self.windows = [resolve_window(w, "dicom_windows") for w in dicom_windows]
-
-    def __call__(self, sample: Sample, in_chans: int) -> np.ndarray:
-        path = sample.path
-        if not _is_dicom(path):
-            return read_image(path, in_chans)
-        if self.windows is None:
-            raise DatasetError(
-                f"{path} is a DICOM file, but this model was trained on image files and "
-                "records no HU window to read it with; predict on the images it was trained "
-                "on, or train with data=dicom"
-            )
-        from stroke.data.dicom_pixels import read_dicom_image
-
-        return read_dicom_image(path, self.windows, in_chans)
-
-
-def resolve_device(device: str) -> str:
-    """`auto`: the GPU when there is one, else the CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -124,17 +78,12 @@ class FilePrediction:
 
 
 class _ImageFiles(Dataset):
-    """Decodes, letterboxes and normalizes each file; a failure becomes an error string."""
+    """Reads and preprocesses each file as training did; a failure becomes an error string."""
 
     def __init__(self, paths: Sequence[Path], preprocessing: Preprocessing, keep_image: bool):
         self.paths = list(paths)
-        self.loader = ImageLoader(
-            preprocessing.image_size,
-            preprocessing.in_chans,
-            reader=_FileReader(preprocessing.dicom_windows),
-        )
-        self.mean = np.asarray(preprocessing.mean, dtype=np.float32)
-        self.std = np.asarray(preprocessing.std, dtype=np.float32)
+        self.preprocessing = preprocessing
+        self.loader = preprocessing.file_loader()
         self.keep_image = keep_image
 
     def __len__(self) -> int:
@@ -145,8 +94,8 @@ class _ImageFiles(Dataset):
             image = self.loader(self.paths[index])
         except Exception as err:  # any failure to read is reported per file
             return index, None, f"{type(err).__name__}: {err}", None
-        tensor = ((image.astype(np.float32) / 255.0 - self.mean) / self.std).transpose(2, 0, 1)
-        return index, np.ascontiguousarray(tensor), "", image if self.keep_image else None
+        tensor = self.preprocessing.normalize(image)
+        return index, tensor, "", image if self.keep_image else None
 
 
 def _keep_items(batch: list) -> list:

@@ -1,4 +1,4 @@
-"""`stroke-runs --plot`: a metric against each swept parameter, one panel per parameter."""
+"""`stroke-runs plot=<file>`: a metric against each swept parameter, one panel per parameter."""
 
 from __future__ import annotations
 

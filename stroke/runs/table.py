@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from stroke.runs.collect import RunRecord, swept_keys
 
 #: Test metrics shown when the user names none (those the runs have).
-DEFAULT_METRICS = ("test/acc", "test/f1", "test/auroc")
+DEFAULT_METRICS = ("test/accuracy", "test/f1", "test/roc_auc")
 
 
 @dataclass
@@ -142,7 +142,7 @@ def to_rich(table: RunsTable, title: str | None = None):
 
 
 def summary_line(table: RunsTable) -> str:
-    """`4 runs: 3 finished, 1 failed, 0 running; sorted by test/acc`."""
+    """`4 runs: 3 finished, 1 failed, 0 running; sorted by test/accuracy`."""
     counts = {s: sum(r.status == s for r in table.runs) for s in ("finished", "failed", "running")}
     parts = ", ".join(f"{n} {s}" for s, n in counts.items())
     return f"{len(table.runs)} runs: {parts}; sorted by {table.sort_metric}"

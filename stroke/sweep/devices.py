@@ -110,11 +110,3 @@ def visible_gpus(gpus: str | Sequence[int | str] | None = "auto") -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def usable_cpus() -> list[int]:
-    """Core ids this process may run on (respects taskset and cgroup affinity)."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: no pinning, but the count still divides threads
-        return list(range(os.cpu_count() or 1))

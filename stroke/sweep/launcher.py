@@ -25,8 +25,9 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from stroke.hardware import usable_cpu_ids
 from stroke.runs.record import FAILED, write_status
-from stroke.sweep.devices import TrialSlot, assign_trial_slots, usable_cpus, visible_gpus
+from stroke.sweep.devices import TrialSlot, assign_trial_slots, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class ParallelTrialLauncher:
     def slots(self) -> list[TrialSlot]:
         """Where trials run on this machine, from the launcher config."""
         gpus = visible_gpus(self.gpus)
-        return assign_trial_slots(gpus, usable_cpus(), self.parallel_trials, self.trials_per_gpu)
+        return assign_trial_slots(gpus, usable_cpu_ids(), self.parallel_trials, self.trials_per_gpu)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from stroke import PROJECT_ROOT
+from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.inference.checkpoint import load_classifier
 from stroke.inference.onnx_export import export_onnx, max_abs_difference
@@ -31,14 +30,14 @@ def export_checkpoint(cfg: DictConfig) -> tuple[Path, float]:
     output = Path(cfg.output_path) if cfg.output_path else classifier.path.with_suffix(".onnx")
     metadata = {"class_names": classifier.class_names, "backbone": classifier.backbone.get("name")}
     if preprocessing is not None:
-        metadata.update(asdict(preprocessing))
+        metadata.update(preprocessing.record())
     metadata["image_size"] = int(image_size)
     export_onnx(classifier.net, output, classifier.in_chans, int(image_size), metadata, cfg.opset)
     difference = max_abs_difference(classifier.net, output, classifier.in_chans, int(image_size))
     return output, difference
 
 
-@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="export")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-export`; fails when the parity check does."""
     output, difference = export_checkpoint(cfg)

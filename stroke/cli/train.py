@@ -1,6 +1,7 @@
 """`stroke-train`: compose the config, build data, model and trainer, fit, then test.
 
-The test split is scored with the run's best checkpoint.
+The test split is scored with the run's best checkpoint, and `stroke-eval`'s report of it
+is written into `<run>/eval/`.
 """
 
 from __future__ import annotations
@@ -13,22 +14,17 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from stroke import PROJECT_ROOT  # importing stroke registers the `stroke_root` resolver
+from stroke.build import build_datamodule, build_model, build_trainer
+from stroke.config import CONFIG_PATH
 from stroke.runs.record import RunRecorder, log_hparams
-
-CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
 log = logging.getLogger("stroke.train")
 
 
-def instantiate_dict(cfg: DictConfig | None) -> list:
-    """Instantiate every entry of a config group holding several objects (callbacks, loggers)."""
-    if not cfg:
-        return []
-    return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
+def _best_checkpoint(trainer: L.Trainer) -> str:
+    return trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
 
 
 def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) -> Path:
@@ -36,9 +32,8 @@ def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) 
     from stroke.evaluation.report import evaluate_and_report
 
     eval_dir = Path(cfg.paths.output_dir) / "eval"
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     context = {
-        "checkpoint": best or "current weights (no best checkpoint)",
+        "checkpoint": _best_checkpoint(trainer) or "current weights (no best checkpoint)",
         "backbone": cfg.model.backbone.name,
         "data source": repr(datamodule.source),
     }
@@ -49,43 +44,34 @@ def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) 
     return eval_dir
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
-    started = time.time()
-    run_dir = Path(cfg.paths.output_dir)
-    L.seed_everything(cfg.seed, workers=True)
-
-    datamodule = instantiate(cfg.data, train_transform=instantiate(cfg.augmentation))
-    datamodule.setup("fit")
-    datamodule.write_splits(run_dir / "splits.csv")
-    datamodule.write_leakage_report(run_dir / "leakage.csv")
+def _warn_double_balancing(cfg: DictConfig) -> None:
     if cfg.data.get("sampler") == "weighted" and cfg.model.get("class_weighting") == "balanced":
         log.warning(
             "data.sampler=weighted and model.class_weighting=balanced both correct "
             "class imbalance; together they over-weight the rare classes"
         )
 
-    model = instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        in_chans=datamodule.in_chans,
-        class_names=datamodule.class_names,
-        class_counts=datamodule.class_counts("train"),
-        monitor=cfg.monitor,
-        monitor_mode=cfg.monitor_mode,
-    )
-    loggers = instantiate_dict(cfg.get("logger"))
-    callbacks = instantiate_dict(cfg.get("callbacks"))
-    if not loggers:  # `logger=none`: the LR monitor has nothing to write to and would raise
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
+    started = time.time()
+    run_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    datamodule.write_splits(run_dir / "splits.csv")
+    datamodule.write_leakage_report(run_dir / "leakage.csv")
+    _warn_double_balancing(cfg)
+    model = build_model(cfg, datamodule)
+    trainer = build_trainer(cfg)
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = _best_checkpoint(trainer)
         if not best:
             log.warning(
                 "no best checkpoint (fast_dev_run or no validation): testing current weights"
@@ -96,9 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     summary = {
         "metrics": metrics,
-        "best_model_path": trainer.checkpoint_callback.best_model_path
-        if trainer.checkpoint_callback
-        else None,
+        "best_model_path": _best_checkpoint(trainer) or None,
         "epochs": trainer.current_epoch,
         "wall_time_s": round(time.time() - started, 2),
         "classes": datamodule.class_names,
@@ -117,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))

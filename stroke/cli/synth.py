@@ -5,11 +5,11 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from stroke import PROJECT_ROOT
+from stroke.config import CONFIG_PATH
 from stroke.synth.phantom import PhantomConfig, generate_phantom
 
 
-@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="synth")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="synth")
 def main(cfg: DictConfig) -> None:
     """Generate (or find) the phantom and print where its manifest is."""
     config = PhantomConfig(

@@ -16,10 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from stroke import PROJECT_ROOT
+from stroke.config import CONFIG_PATH
 from stroke.evaluation.report import evaluate_and_report
+from stroke.hardware import resolve_device
 from stroke.inference.checkpoint import load_classifier, run_config_of
-from stroke.inference.predictor import resolve_device
 
 log = logging.getLogger("stroke.eval")
 
@@ -69,13 +69,13 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     metrics = result["image_level"]["metrics"]
     print(
         f"test: accuracy {metrics['accuracy']['value']}, balanced accuracy "
-        f"{metrics['balanced_accuracy']['value']}, ROC AUC {metrics['roc_auc/macro']['value']}"
+        f"{metrics['balanced_accuracy']['value']}, ROC AUC {metrics['roc_auc']['value']}"
     )
     print(f"evaluation directory: {out_dir}")
     return result
 
 
-@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="eval")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-eval`."""
     evaluate_checkpoint(cfg)

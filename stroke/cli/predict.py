@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -17,17 +16,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from stroke import PROJECT_ROOT
-from stroke.data.datamodule import resolve_num_workers
+from stroke.config import CONFIG_PATH
+from stroke.data.preprocessing import Preprocessing
 from stroke.errors import ConfigError
-from stroke.inference.checkpoint import Preprocessing, load_classifier
+from stroke.hardware import resolve_device, resolve_num_workers
+from stroke.inference.checkpoint import load_classifier
 from stroke.inference.onnx_export import read_onnx_metadata
 from stroke.inference.predictor import (
     FilePrediction,
     OnnxBackend,
     TorchBackend,
     predict_files,
-    resolve_device,
     resolve_inputs,
 )
 
@@ -48,12 +47,7 @@ def _model_description(cfg: DictConfig):
                 "give ckpt_path= as well"
             )
         classes = list(metadata["class_names"])
-        preprocessing = Preprocessing(
-            **{k: metadata[k] for k in ("image_size", "in_chans")},
-            mean=tuple(metadata["mean"]),
-            std=tuple(metadata["std"]),
-            dicom_windows=metadata.get("dicom_windows"),
-        )
+        preprocessing = Preprocessing.from_record(metadata)
     overrides = {k: cfg.get(k) for k in ("image_size",) if cfg.get(k) is not None}
     if preprocessing is None:
         if "image_size" not in overrides:
@@ -62,12 +56,9 @@ def _model_description(cfg: DictConfig):
                 "without its run directory); give image_size= (normalization then defaults "
                 "to the datamodule's mean 0.5, std 0.25)"
             )
-        in_chans = classifier.in_chans
-        preprocessing = Preprocessing(
-            overrides["image_size"], in_chans, (0.5,) * in_chans, (0.25,) * in_chans
-        )
+        preprocessing = Preprocessing(overrides["image_size"], classifier.in_chans)
     elif overrides:
-        preprocessing = replace(preprocessing, image_size=overrides["image_size"])
+        preprocessing = preprocessing.with_image_size(overrides["image_size"])
     return classes, preprocessing, classifier
 
 
@@ -172,7 +163,7 @@ def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Pat
     return saved
 
 
-@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="predict")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-predict`; exits with status 1 when any input failed."""
     output_csv, total, failures = run_prediction(cfg)

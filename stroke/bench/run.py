@@ -1,8 +1,7 @@
-"""`stroke-bench`: measure the configured experiment's speed and print one table."""
+"""`stroke-bench`'s run: measure the configured experiment's speed as one table of figures."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import statistics
@@ -11,11 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from stroke.bench.loops import (
@@ -33,11 +30,11 @@ from stroke.bench.probes import (
     peak_rss_mb,
 )
 from stroke.bench.startup import FRAMEWORK_IMPORTS, import_seconds, time_to_first_step
+from stroke.build import build_datamodule, build_model, build_trainer
 from stroke.data.cache import ImageCache
 from stroke.data.datamodule import StrokeDataModule
 from stroke.errors import ConfigError
-from stroke.performance import tune_backends
-from stroke.train import CONFIG_DIR, instantiate_dict
+from stroke.hardware import tune_backends
 
 log = logging.getLogger("stroke.bench")
 
@@ -77,35 +74,20 @@ class Bench:
         self.device, self.precision = probe.strategy.root_device, str(probe.precision)
         # process-wide flags the callback would set on the first fit: set for every loop alike
         tune_backends(self.device, perf.get("cudnn_benchmark", True) if perf else False)
-        transform = instantiate(cfg.augmentation)
-        self.raw: StrokeDataModule = instantiate(cfg.data, train_transform=transform, cache=False)
-        self.cached: StrokeDataModule = instantiate(cfg.data, train_transform=transform, cache=True)
+        self.raw: StrokeDataModule = build_datamodule(cfg, cache=False)
+        self.cached: StrokeDataModule = build_datamodule(cfg, cache=True)
         self.raw.setup("fit")
         self.cached.setup("fit")  # the configured cache folder: warm for the start-up run
         self.items = [s.path for s in self.cached.samples]
 
     def make_trainer(self, extra_callbacks: list) -> L.Trainer:
         """The trainer `stroke-train` builds, with `extra_callbacks`, minus the sanity check."""
-        return instantiate(
-            self.cfg.trainer,
-            callbacks=instantiate_dict(self.cfg.get("callbacks")) + extra_callbacks,
-            logger=instantiate_dict(self.cfg.get("logger")),
-            num_sanity_val_steps=0,
-        )
+        return build_trainer(self.cfg, extra_callbacks, num_sanity_val_steps=0)
 
     def make_module(self) -> L.LightningModule:
         """The model `stroke-train` builds, initialized from the same seed every time."""
         L.seed_everything(self.cfg.seed, workers=True, verbose=False)
-        dm = self.cached
-        return instantiate(
-            self.cfg.model,
-            num_classes=dm.num_classes,
-            in_chans=dm.in_chans,
-            class_names=dm.class_names,
-            class_counts=dm.class_counts("train"),
-            monitor=self.cfg.monitor,
-            monitor_mode=self.cfg.monitor_mode,
-        )
+        return build_model(self.cfg, self.cached)
 
     def title(self) -> str:
         dm, cfg = self.cached, self.cfg
@@ -375,25 +357,3 @@ def run_bench(cfg: DictConfig, overrides: list[str]) -> Report:
         bench.startup(report, overrides)
     bench.peaks(report)
     return report
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
-def main(cfg: DictConfig) -> None:
-    """Run the benchmark, print the table and keep it as bench.md / bench.json in the run dir."""
-    given = list(HydraConfig.get().overrides.task)
-    # the start-up run gets the experiment's overrides, not the benchmark's own
-    experiment = [o for o in given if not o.lstrip("+~").startswith(("bench.", "hydra."))]
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    report = run_bench(cfg, experiment)
-    command = " ".join(["stroke-bench", *given])
-    text = f"{report.markdown()}\n\ncommand: `{command}`\n"
-    run_dir = Path(cfg.paths.output_dir)
-    (run_dir / "bench.md").write_text(text)
-    figures = {"command": command, **report.figures}
-    (run_dir / "bench.json").write_text(json.dumps(figures, indent=2))
-    print(f"\n{text}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,10 @@
-"""`stroke-cv <multirun dir>`: mean and standard deviation of every test metric across folds.
+"""Cross-validation summaries: mean and standard deviation of every test metric across folds.
 
 `stroke-train -m data.fold=0,1,2,3,4` writes one run directory per fold, each with its
 `metrics.json`; this reads them back and writes `cv_summary.json` and `cv_summary.md`
-into the multirun directory. Runs that differ in anything besides the fold (e.g.
-`model=cnn_bn,resnet18 data.fold=0,1,2,3,4`) are summarised as separate groups. The
+into the multirun directory (`stroke-cv path=<multirun dir>` does it by hand). Runs that
+differ in anything besides the fold (e.g. `model=cnn_bn,resnet18 data.fold=0,1,2,3,4`)
+are summarised as separate groups. The
 standard deviation is the sample one (n - 1), as cross-validation papers report it.
 The same summary is written at the end of every multirun that sweeps `data.fold` by
 `CrossValidationSummary`, a Hydra callback (see conf/hydra/default.yaml).
@@ -11,11 +12,9 @@ The same summary is written at the end of every multirun that sweeps `data.fold`
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger("stroke.cv")
+log = logging.getLogger(__name__)
 
 SUMMARY_JSON = "cv_summary.json"
 SUMMARY_MD = "cv_summary.md"
@@ -159,28 +158,3 @@ class CrossValidationSummary(Callback):
         log.info("cross-validation summary: %s", path)
         print(f"cross-validation summary: {path} and {path.with_name(SUMMARY_MD)}")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: `stroke-cv <multirun dir> [--out DIR]`."""
-    parser = argparse.ArgumentParser(
-        prog="stroke-cv",
-        description="Mean and standard deviation of every test metric across the folds of a "
-        "`stroke-train -m data.fold=0,1,...` multirun, as JSON and Markdown.",
-    )
-    parser.add_argument("multirun_dir", help="e.g. outputs/train/multiruns/2025-01-01_12-00-00")
-    parser.add_argument(
-        "--out", default=None, help="folder for the summary (default: the multirun dir)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        path = write_cv_summary(args.multirun_dir, args.out)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"stroke-cv: error: {err}", file=sys.stderr)
-        return 2
-    print((path.with_name(SUMMARY_MD)).read_text())
-    print(f"written: {path} and {path.with_name(SUMMARY_MD)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Build the parts of a run from its composed config: data, model, callbacks, loggers, trainer.
+
+`stroke-train`, `stroke-bench` and the tests build runs the same way, through these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig
+
+from stroke.data.datamodule import StrokeDataModule
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list:
+    """Instantiate every entry of a config group holding several objects (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
+
+
+def build_datamodule(cfg: DictConfig, augment: bool = True, **overrides: Any) -> StrokeDataModule:
+    """The datamodule `cfg.data` describes, training images augmented by `cfg.augmentation`."""
+    transform = instantiate(cfg.augmentation) if augment and cfg.get("augmentation") else None
+    return instantiate(cfg.data, train_transform=transform, **overrides)
+
+
+def build_model(cfg: DictConfig, datamodule: StrokeDataModule) -> L.LightningModule:
+    """The LightningModule `cfg.model` names, sized by what the data holds (set up first)."""
+    return instantiate(
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        in_chans=datamodule.in_chans,
+        class_names=datamodule.class_names,
+        class_counts=datamodule.class_counts("train"),
+        monitor=cfg.monitor,
+        monitor_mode=cfg.monitor_mode,
+    )
+
+
+def build_trainer(
+    cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = (), **overrides: Any
+) -> L.Trainer:
+    """The trainer with the configured callbacks and loggers (plus `extra_callbacks`)."""
+    loggers = instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks")) + list(extra_callbacks)
+    if not loggers:  # `logger=none`: the LR monitor has nothing to write to and would raise
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, **overrides)

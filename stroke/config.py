@@ -1,0 +1,60 @@
+"""Where the Hydra configs are, where runs write, and the resolvers the configs use.
+
+The configs are the top-level `conf/` folder of the repository; the build maps it into
+the package as `stroke.conf`, so an installed wheel carries them and an editable checkout
+reads the folder itself (pyproject.toml, `[tool.setuptools.package-dir]`).
+
+Runs write under a home folder (outputs/, data/, .cache/): `STROKE_HOME` when set; else
+the checkout when `stroke` runs from a source checkout (an editable install); else the
+current working directory, as Hydra does by convention.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+#: The config package every command composes from (`hydra.main(config_path=CONFIG_PATH)`).
+CONFIG_MODULE = "stroke.conf"
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
+#: The environment variable that moves outputs, data and caches.
+HOME_ENV = "STROKE_HOME"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_checkout() -> Path | None:
+    """The repository `stroke` runs from, or None when it is installed from a wheel."""
+    root = _PACKAGE_DIR.parent
+    if (root / "pyproject.toml").is_file() and (root / "conf" / "train.yaml").is_file():
+        return root
+    return None
+
+
+def stroke_home() -> Path:
+    """The folder that holds outputs/, data/ and .cache/ by default (see the module docstring)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser().resolve()
+    return source_checkout() or Path.cwd()
+
+
+def cache_home() -> Path:
+    """Where decoded-image caches go without a config: `STROKE_CACHE_DIR`, else home/.cache."""
+    return Path(os.environ.get("STROKE_CACHE_DIR") or stroke_home() / ".cache")
+
+
+def _auto_precision(accelerator: str = "auto") -> str:
+    # imported on use: composing a config must not pay for CUDA initialisation
+    from stroke.hardware import auto_precision
+
+    return auto_precision(accelerator)
+
+
+def register_resolvers() -> None:
+    """Make `${stroke_home:}` and `${auto_precision:<accelerator>}` known to OmegaConf."""
+    if not OmegaConf.has_resolver("stroke_home"):
+        OmegaConf.register_new_resolver("stroke_home", lambda: str(stroke_home()))
+    if not OmegaConf.has_resolver("auto_precision"):
+        OmegaConf.register_new_resolver("auto_precision", _auto_precision)

@@ -1,0 +1,181 @@
+"""The one contract from an image on disk to the model's input tensor.
+
+Training (the datamodule and its dataset), evaluation, prediction, export and serving all
+take a `Preprocessing` and nothing else: the same letterbox to the same size, the same
+channels, the same HU windows for DICOM and the same normalisation, so what a model sees
+at inference is what it saw in training. A checkpoint stores it as plain values
+(`record()`), and `from_record()` rebuilds it without the training config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stroke.data.images import ImageLoader, read_image
+from stroke.data.samples import Sample
+from stroke.errors import ConfigError, DatasetError
+
+#: Normalisation of the 0..1 pixel range when a config sets none: a windowed CT slice is
+#: mostly air (0) and brain (mid-grey), so 0.5 +- 0.25 puts it near zero mean, unit spread.
+DEFAULT_MEAN = 0.5
+DEFAULT_STD = 0.25
+#: Files taken for DICOM by their suffix; others are opened for the DICOM marker unless
+#: their suffix says image.
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+
+Reader = Callable[[Sample, int], np.ndarray]
+
+
+def per_channel(value: float | Sequence[float], in_chans: int, key: str) -> tuple[float, ...]:
+    """A scalar or one value per channel, as one value per channel (`key` names it in errors)."""
+    try:
+        values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key} must be a number or a list of numbers, got {value!r}") from err
+    if len(values) == 1:
+        return tuple(values * in_chans)
+    if len(values) != in_chans:
+        raise ConfigError(f"{key} has {len(values)} values for in_chans={in_chans}")
+    return tuple(values)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """By suffix; a file with none (or an unknown one) is opened for the DICOM marker."""
+    from stroke.data.sources import IMAGE_EXTENSIONS
+
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return False
+    from stroke.data.dicom_pixels import has_dicom_preamble
+
+    return suffix in DICOM_EXTENSIONS or has_dicom_preamble(path)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Size, channels, windows and normalisation: what turns an image into the model's input.
+
+    Images are letterboxed (resized keeping their aspect ratio, padded with black) to
+    `image_size` squares with `in_chans` channels, scaled to 0..1 and normalised with
+    `mean` and `std` per channel. `dicom_windows` holds the HU windows (plain values) that
+    made the channels of a model trained on DICOM; None for a model trained on image files.
+    """
+
+    image_size: int
+    in_chans: int
+    mean: tuple[float, ...] = (DEFAULT_MEAN,)
+    std: tuple[float, ...] = (DEFAULT_STD,)
+    dicom_windows: tuple | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
+            raise ConfigError(f"data.image_size must be an integer >= 8, got {self.image_size!r}")
+        if self.image_size < 8:
+            raise ConfigError(f"data.image_size must be an integer >= 8, got {self.image_size!r}")
+        if self.in_chans not in (1, 3):
+            raise ConfigError(f"data.in_chans must be 1 or 3, got {self.in_chans!r}")
+        object.__setattr__(self, "mean", per_channel(self.mean, self.in_chans, "data.mean"))
+        object.__setattr__(self, "std", per_channel(self.std, self.in_chans, "data.std"))
+        if min(self.std) <= 0:
+            raise ConfigError(f"data.std must be > 0 for every channel, got {list(self.std)}")
+        if self.dicom_windows is not None:
+            object.__setattr__(self, "dicom_windows", tuple(self.dicom_windows))
+
+    # -- the record in checkpoints and ONNX files -------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """Plain values (ints, floats, lists, dicts) for a checkpoint or ONNX metadata."""
+        record: dict[str, Any] = {
+            "image_size": self.image_size,
+            "in_chans": self.in_chans,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+        if self.dicom_windows is not None:
+            record["dicom_windows"] = list(self.dicom_windows)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Preprocessing:
+        """Rebuild from `record()` (older records without mean/std get the defaults)."""
+        try:
+            return cls(
+                image_size=int(record["image_size"]),
+                in_chans=int(record["in_chans"]),
+                mean=record.get("mean", DEFAULT_MEAN),
+                std=record.get("std", DEFAULT_STD),
+                dicom_windows=record.get("dicom_windows"),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"preprocessing record {dict(record)} is incomplete: {err}") from err
+
+    def with_image_size(self, image_size: int | None) -> Preprocessing:
+        """The same preprocessing at another input size (None: unchanged)."""
+        return self if image_size is None else replace(self, image_size=int(image_size))
+
+    # -- pixels -------------------------------------------------------------------------------
+    def loader(self, reader: Reader | None = None) -> ImageLoader:
+        """Decode a sample and letterbox it to uint8 `image_size`^2 x `in_chans` (cacheable).
+
+        `reader` decodes a format the generic image reader cannot (a DICOM or NIfTI source's
+        `read`); None reads image files.
+        """
+        return ImageLoader(self.image_size, self.in_chans, reader=reader)
+
+    def file_loader(self) -> ImageLoader:
+        """The loader for files named at inference: images, and DICOM through `dicom_windows`."""
+        return self.loader(_InputFileReader(self.dicom_windows))
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        """uint8 H x W x C (after any augmentation) -> normalised float32 C x H x W."""
+        if image.ndim == 2:  # some transforms drop a single channel axis
+            image = image[:, :, None]
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        scaled = (image.astype(np.float32) / np.float32(255.0) - mean) / std
+        return np.ascontiguousarray(scaled.transpose(2, 0, 1))
+
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """`normalize` as a torch tensor (what datasets return)."""
+        return torch.from_numpy(self.normalize(image))
+
+    def to_display(self, tensor: torch.Tensor | np.ndarray) -> np.ndarray:
+        """A normalised C x H x W input back to the uint8 H x W x C image it came from."""
+        array = tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else tensor
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        pixels = (np.asarray(array, dtype=np.float32) * std + mean) * 255.0
+        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+class _InputFileReader:
+    """Reads an image file, or a DICOM file through the HU windows the model was trained with."""
+
+    def __init__(self, dicom_windows: Sequence | None) -> None:
+        self.windows = None
+        if dicom_windows is not None:
+            from stroke.data.windowing import resolve_window
+
+            self.windows = [resolve_window(w, "dicom_windows") for w in dicom_windows]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(windows={self.windows})"
+
+    def __call__(self, sample: Sample, in_chans: int) -> np.ndarray:
+        path = sample.path
+        if not is_dicom_file(path):
+            return read_image(path, in_chans)
+        if self.windows is None:
+            raise DatasetError(
+                f"{path} is a DICOM file, but this model was trained on image files and "
+                "records no HU window to read it with; predict on the images it was trained "
+                "on, or train with data=dicom"
+            )
+        from stroke.data.dicom_pixels import read_dicom_image
+
+        return read_dicom_image(path, self.windows, in_chans)
