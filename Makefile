@@ -12,9 +12,6 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch and torchvision resolve together from the registry (see README "Installation notes")
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# the Hydra Optuna sweeper pins optuna<3, which fails on SQLAlchemy 2; it runs on the
-	# optuna>=4 of pyproject (stroke/sweep/optuna.py), so it goes in without its pins
-	$(BIN)/python -m pip install --quiet --no-deps hydra-optuna-sweeper==1.3.0
 	touch $(STAMP)
 
 install: $(STAMP)

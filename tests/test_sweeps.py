@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import TINY
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
@@ -173,6 +174,10 @@ def test_optuna_study_killed_after_its_first_trial_resumes_to_n_distinct_trials(
         assert float(rows[str(trial.number)]["best val/f1"]) == trial.value
     killed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert [rows[str(t.number)]["status"] for t in killed] == ["failed"]
+    # what was searched and what the command fixed, as a grid's multirun.yaml tells
+    saved = OmegaConf.load(study_dir / "multirun.yaml")
+    assert "model=cnn_small" in saved.hydra.overrides.task
+    assert "model.optimizer.lr" in saved.hydra.sweeper.params
 
 
 def test_a_failing_trial_is_recorded_while_the_parallel_ones_finish(phantom_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""`hydra/sweeper=stroke_optuna`: Hydra's Optuna sweeper, resumable and shared between processes."""
+"""`hydra/sweeper=stroke_optuna`: an Optuna sweeper, resumable and shared between processes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Hydra's Optuna sweeper, made resumable, crash-proof and shareable between processes.
+"""A Hydra sweeper over an Optuna study: resumable, crash-proof and shareable between processes.
 
-What it adds to `hydra-optuna-sweeper` (whose search-space parsing it reuses):
+It reads the same config as Hydra's Optuna sweeper (`params`, `direction`, `sampler`,
+`custom_search_space`; the search space is parsed by `stroke.sweep.search_space`) and adds:
 
 - **Resume.** `n_trials` is the size of the whole study, not of this invocation: re-running
   the same command runs only the trials still missing. Finished trials are kept and none
@@ -22,24 +23,30 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_optuna_sweeper._impl import (
-    OptunaSweeperImpl,
-    create_params_from_overrides,
-)
-from omegaconf import OmegaConf
-from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import Trial, TrialState
 
 from stroke.errors import ConfigError
 from stroke.runs.record import read_status, short_error
+from stroke.sweep.search_space import (
+    SearchSpace,
+    params_to_overrides,
+    parse_search_space,
+    suggest,
+    trial_overrides,
+)
 from stroke.sweep.study import (
     ERROR_ATTR,
     SURPLUS_ATTR,
@@ -69,17 +76,39 @@ def consecutive_runs(numbers: Sequence[int]) -> list[list[int]]:
     return runs
 
 
-def modern_distribution(distribution: BaseDistribution) -> BaseDistribution:
-    """Optuna 3+ distributions for the deprecated ones the Hydra plugin builds (gone in 6)."""
-    if isinstance(distribution, FloatDistribution):
-        step = None if distribution.log else distribution.step
-        return FloatDistribution(
-            distribution.low, distribution.high, log=distribution.log, step=step
+def study_directions(direction: Any) -> list[str]:
+    """The study's directions from `hydra.sweeper.direction`: one name or a list of them."""
+    several = isinstance(direction, Sequence) and not isinstance(direction, str)
+    names = list(direction) if several else [direction]
+    if not names or any(d not in ("maximize", "minimize") for d in names):
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction!r}: expected maximize, minimize "
+            "or a list of them (one per objective)"
         )
-    if isinstance(distribution, IntDistribution):
-        step = 1 if distribution.log else distribution.step
-        return IntDistribution(distribution.low, distribution.high, log=distribution.log, step=step)
-    return distribution
+    return names
+
+
+def search_space_extender(path: str | None) -> Callable[[DictConfig, Trial], None] | None:
+    """The function `fn(cfg, trial)` named by `hydra.sweeper.custom_search_space`, or None."""
+    if not path:
+        return None
+    try:
+        return instantiate({"_target_": path, "_partial_": True})
+    except Exception as e:  # noqa: BLE001 - Hydra wraps every failure to import or build it
+        raise ConfigError(
+            f"hydra.sweeper.custom_search_space={path!r}: expected the dotted path of a "
+            f"function fn(cfg, trial) ({e})"
+        ) from e
+
+
+def save_sweep_config(config: DictConfig, sweep_dir: Path) -> Path:
+    """Write the sweep's config to `<sweep_dir>/multirun.yaml`, as Hydra's BasicSweeper does:
+    `hydra.overrides.task` holds the command's own overrides, `hydra.sweeper` the search."""
+    path = sweep_dir / "multirun.yaml"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    OmegaConf.save(config, tmp)
+    tmp.replace(path)  # processes sharing a study write it at once: no reader sees half a file
+    return path
 
 
 def objective_values(ret: JobReturn, n_objectives: int) -> tuple[list[float] | None, str | None]:
@@ -113,7 +142,7 @@ def _recorded_error(ret: JobReturn) -> str | None:
     return status.get("error") if status and status.get("status") == "failed" else None
 
 
-class ResumableOptunaSweeper(OptunaSweeperImpl):
+class ResumableOptunaSweeper(Sweeper):
     """Hydra Optuna sweeper whose `n_trials` is the size of a persistent, shared study."""
 
     def __init__(
@@ -139,25 +168,45 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
                 "hydra/sweeper/sampler=grid is not supported by stroke_optuna: "
                 "grids are plain multiruns (`stroke-train -m key=a,b other=c,d`)"
             )
-        super().__init__(
-            sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
-            search_space, custom_search_space, params,
-        )  # fmt: skip
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ConfigError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate}: expected 0.0 to 1.0"
+            )
+        self.sampler = sampler
+        self.directions = study_directions(direction)
+        self.storage = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.search_space = search_space
+        self.custom_search_space = search_space_extender(custom_search_space)
+        self.params = params
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.max_retry = max_retry
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Any = None
+        self.sweep_dir: str | None = None
         #: errors of the trials this process ran that failed
         self.errors: list[str] = []
 
-    def _search_space(self, arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict]:
-        self._process_searchspace_config()
-        overrides = self._parse_sweeper_params_config() + list(arguments)
-        with warnings.catch_warnings():  # the plugin builds Optuna 2 distributions
-            warnings.simplefilter("ignore", FutureWarning)
-            distributions, fixed = create_params_from_overrides(overrides)
-            distributions = {**(self.search_space_distributions or {}), **distributions}
-        space = {k: modern_distribution(d) for k, d in distributions.items() if k not in fixed}
-        return space, fixed
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        """Keep the sweep's config and build the launcher that runs its trials."""
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+        self.sweep_dir = config.hydra.sweep.dir
+
+    def _search_space(self, arguments: list[str]) -> SearchSpace:
+        """`search_space`, then `params`, then the command's overrides: the last of a key wins."""
+        overrides = params_to_overrides(self.params) + list(arguments)
+        return parse_search_space(overrides, self.search_space)
 
     def sweep(self, arguments: list[str]) -> None:
         """Run the trials of the study still missing, then save the best result."""
@@ -166,12 +215,14 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
 
     def _sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
-        space, fixed = self._search_space(arguments)
-        Path(str(self.sweep_dir)).mkdir(parents=True, exist_ok=True)
+        space = self._search_space(arguments)
+        sweep_dir = Path(str(self.sweep_dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        save_sweep_config(self.config, sweep_dir)
         storage = open_storage(
             self.storage, self.heartbeat_interval, self.grace_period, self.max_retry
         )
-        directions = self._get_directions()
+        directions = self.directions  # one per objective
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
@@ -196,7 +247,7 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
                 break
             trials = self._ask(study, batch, heartbeat)
             if trials:
-                self._run_batch(study, trials, space, fixed, heartbeat, len(directions))
+                self._run_batch(study, trials, space, heartbeat, len(directions))
             self._check_failures(study)
         self._save_results(study, directions)
 
@@ -224,14 +275,13 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
         self,
         study: optuna.Study,
         trials: list[Trial],
-        space: dict[str, BaseDistribution],
-        fixed: dict,
+        space: SearchSpace,
         heartbeat: Heartbeat,
         n_objectives: int,
     ) -> None:
-        overrides = self._configure_trials(trials, space, fixed)
         told = 0
         try:
+            overrides = [self._configure_trial(trial, space) for trial in trials]
             with heartbeat.running([t._trial_id for t in trials]):
                 # job directory = trial number: unique across resumes and processes
                 for group in consecutive_runs([t.number for t in trials]):
@@ -248,6 +298,22 @@ class ResumableOptunaSweeper(OptunaSweeperImpl):
                 study.enqueue_trial(trial.params)
             log.warning("stopped: %d trial(s) queued again for the next run", len(trials) - told)
             raise
+
+    def _configure_trial(self, trial: Trial, space: SearchSpace) -> tuple[str, ...]:
+        """Suggest the trial's values; its overrides are those values and the fixed ones."""
+        for key, distribution in space.distributions.items():
+            suggest(trial, key, distribution)
+        for key, value in space.fixed.items():  # recorded, so the study shows what was fixed
+            trial.set_user_attr(key, value)
+        if self.custom_search_space is not None:
+            self.custom_search_space(self.config, trial)
+        overlap = sorted(trial.params.keys() & space.fixed.keys())
+        if overlap:
+            raise ConfigError(
+                f"{overlap} fixed by the command or hydra.sweeper.params and also searched by "
+                "hydra.sweeper.custom_search_space: a key is either fixed or searched"
+            )
+        return trial_overrides(trial.params, space.fixed)
 
     def _tell(
         self,
