@@ -17,7 +17,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from stroke.errors import ConfigError
-from stroke.sweep.devices import assign_trial_slots, split_cpus, usable_cpus, visible_gpus
+from stroke.hardware import usable_cpu_ids as usable_cpus
+from stroke.sweep.devices import assign_trial_slots, split_cpus, visible_gpus
 from stroke.sweep.optuna import consecutive_runs, objective_values
 from stroke.sweep.study import ERROR_ATTR, SURPLUS_ATTR, is_claimed, is_surplus, trials_to_start
 

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from stroke.data.windowing import WINDOW_PRESETS, window_hu
 from stroke.errors import ConfigError
 
 __all__ = ["KNOWN_CLASSES", "PhantomConfig", "generate_phantom"]
@@ -33,8 +34,6 @@ _GENERATOR_VERSION = 3
 #: Most acute lesions are plainly visible; a default run must reach high accuracy in
 #: minutes on a CPU while a few remain genuinely hard.
 SUBTLE_FRACTION = 0.1
-_WINDOW_LEVEL_HU = 40.0
-_WINDOW_WIDTH_HU = 80.0
 _AIR_HU, _BONE_HU, _SCALP_HU, _CSF_HU = -1000.0, 1000.0, 20.0, 6.0
 _SLICE_FILE = re.compile(r"^P\d+_s\d+\.png$")
 
@@ -381,9 +380,8 @@ def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def _window_uint8(hu: np.ndarray) -> np.ndarray:
     """Map Hounsfield units through the brain window to 0..255 grey levels."""
-    low = _WINDOW_LEVEL_HU - _WINDOW_WIDTH_HU / 2
-    grey = np.clip((hu - low) / _WINDOW_WIDTH_HU, 0.0, 1.0) * 255.0
-    return np.round(grey).astype(np.uint8)
+    brain = WINDOW_PRESETS["brain"]
+    return window_hu(hu, brain.width, brain.level)
 
 
 def _phantom_record(config: PhantomConfig) -> dict[str, object]:
