@@ -77,3 +77,13 @@ def test_augmentation_pipelines_run_on_uint8_images(option, tmp_path):
         image = np.random.default_rng(0).integers(0, 255, (48, 48, channels), np.uint8)
         out = pipeline(image=image)["image"]
         assert out.shape[:2] == (48, 48) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("group", ["model", "data", "trainer"])
+def test_every_option_names_the_class_it_builds_in_its_own_file(group):
+    """One hop from a YAML file to its class: `_target_` is in the file, not in a parent."""
+    import yaml
+
+    for option in names(group):
+        node = yaml.safe_load((CONF / group / f"{option}.yaml").read_text())
+        assert "_target_" in node, f"conf/{group}/{option}.yaml names no _target_"

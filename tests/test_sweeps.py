@@ -49,9 +49,9 @@ def run_ok(cmd: list[str], log: Path, **kwargs) -> str:
 
 
 def runs_table(path: Path) -> list[dict[str, str]]:
-    """`stroke-runs <path> --format csv`, parsed."""
+    """`stroke-runs path=<path> format=csv`, parsed."""
     result = subprocess.run(
-        [sys.executable, "-m", "stroke.runs", str(path), "--format", "csv"],
+        [sys.executable, "-m", "stroke.cli.runs", f"path={path}", "format=csv"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -35,6 +35,7 @@ class GradCamCallback(Callback):
         self.tag = tag
         self._images: torch.Tensor | None = None
         self._labels: list[int] = []
+        self._display: list[np.ndarray] = []
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or self.num_images < 1:
@@ -82,6 +83,8 @@ class GradCamCallback(Callback):
         items = [dataset[i] for i in chosen]
         self._images = torch.stack([torch.as_tensor(image) for image, _ in items]).clone()
         self._labels = [int(label) for _, label in items]
+        preprocessing = getattr(dataset, "preprocessing", None)
+        self._display = [_displayed(image, preprocessing) for image in self._images]
         return True
 
     def _figure(self, cams: np.ndarray, predicted: list[int], probs: torch.Tensor, class_names):
@@ -94,10 +97,7 @@ class GradCamCallback(Callback):
         n = len(cams)
         fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
         for i, ax in enumerate(axes[0]):
-            channel = self._images[i, 0].numpy()
-            low, high = float(channel.min()), float(channel.max())
-            gray = ((channel - low) / (high - low + 1e-8) * 255).astype(np.uint8)
-            ax.imshow(overlay(gray, cams[i]))
+            ax.imshow(overlay(self._display[i], cams[i]))
             ax.set_title(
                 f"true {names[self._labels[i]]}\npred {names[predicted[i]]} "
                 f"{float(probs[i, predicted[i]]):.2f}",
@@ -106,3 +106,12 @@ class GradCamCallback(Callback):
             ax.axis("off")
         fig.tight_layout()
         return fig
+
+
+def _displayed(tensor: torch.Tensor, preprocessing) -> np.ndarray:
+    """The input as the uint8 image it came from (min-max stretched without a preprocessing)."""
+    if preprocessing is not None:
+        return preprocessing.to_display(tensor)
+    channel = tensor[0].numpy()
+    low, high = float(channel.min()), float(channel.max())
+    return ((channel - low) / (high - low + 1e-8) * 255).astype(np.uint8)
