@@ -24,3 +24,14 @@ def _auto_precision(accelerator: str = "auto") -> str:
 # `precision: ${auto_precision:${trainer.accelerator}}`: bf16 on GPUs that support it, else fp32
 if not OmegaConf.has_resolver("auto_precision"):
     OmegaConf.register_new_resolver("auto_precision", _auto_precision)
+
+
+def _run_name() -> str:
+    from stroke.runs.naming import current_run_name  # imported on use, as above
+
+    return current_run_name()
+
+
+# `version: ${stroke_run_name:}`: loggers list a run by the overrides that set it apart
+if not OmegaConf.has_resolver("stroke_run_name"):
+    OmegaConf.register_new_resolver("stroke_run_name", _run_name)
