@@ -1,4 +1,4 @@
-"""Run names from what a sweep varies: grids, Optuna searches, single runs."""
+"""Run names and HPARAMS columns from what a sweep varies: grids, Optuna searches, single runs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from stroke.runs.naming import MAX_RUN_NAME, run_name, safe_run_name, swept_keys
+from stroke.runs.tensorboard import hparam_columns, metric_columns
 
 
 def job_hydra(tmp_path, task, mode="MULTIRUN", params=None, command=None):
@@ -67,3 +68,28 @@ def test_a_long_name_is_cut_and_ends_in_a_hash_of_the_whole(extra):
     name = safe_run_name("x=" + "/" * 200 + extra)
     assert len(name) == MAX_RUN_NAME and "/" not in name
     assert name != safe_run_name("x=" + "/" * 200 + ("b" if extra == "a" else "a"))
+
+
+def test_hparam_columns_put_the_swept_keys_first_and_drop_the_fixed_ones_in_a_sweep():
+    params = dict.fromkeys(
+        ["choice/callbacks", "choice/model", "data/image_size", "model/backbone/name", "seed"], 1
+    )
+    assert hparam_columns(params, ["choice/model"], keep_rest=False) == [
+        ("choice/model", True),
+        ("model/backbone/name", False),  # may vary with the swept group
+    ]
+    single = hparam_columns(params, ["data/image_size"], keep_rest=True)
+    assert single[0] == ("data/image_size", True) and len(single) == len(params)
+
+
+def test_metric_columns_put_the_headline_then_test_then_overall_before_per_class():
+    logged = ["train/loss", "lr-AdamW", "val/f1", "test/f1/normal", "test/f1", "val/f1_best"]
+    assert metric_columns([*logged, "test/accuracy"], ["val/f1_best", "val/f1", "nope"]) == [
+        "val/f1_best",
+        "val/f1",
+        "test/accuracy",
+        "test/f1",
+        "test/f1/normal",
+        "train/loss",
+        "lr-AdamW",
+    ]
