@@ -23,6 +23,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from stroke.warnings_filter import quiet_third_party_warnings
+
 log = logging.getLogger("stroke.cv")
 
 SUMMARY_JSON = "cv_summary.json"
@@ -162,6 +164,7 @@ class CrossValidationSummary(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: `stroke-cv <multirun dir> [--out DIR]`."""
+    quiet_third_party_warnings()
     parser = argparse.ArgumentParser(
         prog="stroke-cv",
         description="Mean and standard deviation of every test metric across the folds of a "

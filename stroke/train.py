@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stroke import PROJECT_ROOT  # importing stroke registers the `stroke_root` resolver
 from stroke.runs.record import RunRecorder, log_hparams
+from stroke.warnings_filter import quiet_third_party_warnings
 
 CONFIG_DIR = str(PROJECT_ROOT / "conf")
 
@@ -120,6 +121,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
+    quiet_third_party_warnings()
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     # status.json says running/finished/failed; in a sweep a failed trial does not stop the others
     with RunRecorder(Path(cfg.paths.output_dir), swallow=_in_sweep()) as run:

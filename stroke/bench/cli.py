@@ -38,6 +38,7 @@ from stroke.data.datamodule import StrokeDataModule
 from stroke.errors import ConfigError
 from stroke.performance import tune_backends
 from stroke.train import CONFIG_DIR, instantiate_dict
+from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.bench")
 
@@ -380,6 +381,7 @@ def run_bench(cfg: DictConfig, overrides: list[str]) -> Report:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
 def main(cfg: DictConfig) -> None:
     """Run the benchmark, print the table and keep it as bench.md / bench.json in the run dir."""
+    quiet_third_party_warnings()
     given = list(HydraConfig.get().overrides.task)
     # the start-up run gets the experiment's overrides, not the benchmark's own
     experiment = [o for o in given if not o.lstrip("+~").startswith(("bench.", "hydra."))]

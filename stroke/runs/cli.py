@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stroke.runs.collect import collect_runs
 from stroke.runs.table import build_table, summary_line, to_csv, to_markdown, to_rich
+from stroke.warnings_filter import quiet_third_party_warnings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table of runs under a directory; exit 1 when there is none."""
+    quiet_third_party_warnings()
     args = parse_args(argv)
     try:
         runs = collect_runs(args.path)
