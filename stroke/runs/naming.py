@@ -19,8 +19,9 @@ import yaml
 
 #: The name of a run without overrides.
 DEFAULT_RUN_NAME = "default"
-#: Longer names are cut and end in a hash of the whole name, so they stay distinct.
-MAX_RUN_NAME = 100
+#: Longer names are cut and end in a hash of the whole name, so they stay distinct (a
+#: 6-parameter Optuna trial fits; file systems allow 255 bytes).
+MAX_RUN_NAME = 160
 _HASH_CHARS = 8
 # a name is one folder: no separators, nothing a shell or another OS would stumble on
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+\-~@()\[\]]")
