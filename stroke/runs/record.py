@@ -1,4 +1,4 @@
-"""What a run leaves for the table of runs: `status.json`, and hyper-parameters in TensorBoard."""
+"""What a run leaves behind: `status.json` for the table of runs, hyper-parameters for loggers."""
 
 from __future__ import annotations
 
