@@ -52,9 +52,24 @@ def _auto_precision(accelerator: str = "auto") -> str:
     return auto_precision(accelerator)
 
 
+def _run_name() -> str:
+    from stroke.runs.naming import current_run_name  # imported on use, as above
+
+    return current_run_name()
+
+
 def register_resolvers() -> None:
-    """Make `${stroke_home:}` and `${auto_precision:<accelerator>}` known to OmegaConf."""
-    if not OmegaConf.has_resolver("stroke_home"):
-        OmegaConf.register_new_resolver("stroke_home", lambda: str(stroke_home()))
-    if not OmegaConf.has_resolver("auto_precision"):
-        OmegaConf.register_new_resolver("auto_precision", _auto_precision)
+    """Make the configs' resolvers known to OmegaConf.
+
+    `${stroke_home:}` (see stroke_home), `${auto_precision:<accelerator>}` (bf16 on GPUs that
+    support it, else fp32) and `${stroke_run_name:}` (loggers list a run by the overrides
+    that set it apart from the others of its sweep).
+    """
+    resolvers = {
+        "stroke_home": lambda: str(stroke_home()),
+        "auto_precision": _auto_precision,
+        "stroke_run_name": _run_name,
+    }
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

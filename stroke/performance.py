@@ -17,6 +17,7 @@ from stroke.hardware import tune_backends, use_channels_last
 
 log = logging.getLogger(__name__)
 
+
 def tune_module(
     net: nn.Module,
     device: torch.device,

@@ -74,7 +74,7 @@ def test_overlay_is_rgb_at_the_image_size():
 
 
 def test_training_logs_grad_cam_overlays_to_tensorboard(trained_run):
-    events = list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+    events = list((trained_run / "tensorboard").glob("*/events.out.tfevents.*"))
     assert any(b"val/gradcam" in path.read_bytes() for path in events)
 
 

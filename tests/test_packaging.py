@@ -18,7 +18,9 @@ pytestmark = pytest.mark.skipif(REPO is None, reason="needs the source checkout 
 
 
 def test_every_package_of_the_source_is_in_the_wheel_list():
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = {
         ".".join(p.parent.relative_to(REPO).parts)
         for top in ("stroke", "hydra_plugins")
@@ -45,9 +47,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     (wheel,) = (root / "dist").glob("stroke-*.whl")
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], root, env)
-    site = Path(
-        sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
-    )
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     # the dependencies (torch and the rest, gigabytes) come from this environment, after the
     # venv's own site-packages: only stroke itself is new
     (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")

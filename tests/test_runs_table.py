@@ -118,32 +118,52 @@ def test_the_command_prints_the_table(sweep_dir):
     assert result.stdout.splitlines()[0].startswith("run,")
 
 
-def test_every_run_logs_its_hyperparameters_to_tensorboard(phantom_dir, tmp_path):
+def test_a_trial_shows_its_swept_keys_first_in_tensorboard(phantom_dir, tmp_path):
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     from stroke.cli.train import train
 
-    run_dir = tmp_path / "run"
-    cfg = compose_train(
-        [*TINY, f"data.root={phantom_dir}", "model=cnn_small", "model.optimizer.lr=0.0005"], run_dir
+    # trial 0 of `stroke-train -m ... model.optimizer.lr=0.0005,0.001`, as Hydra lays it out
+    sweep_dir = tmp_path / "sweep"
+    common = [*TINY, f"data.root={phantom_dir}", "model=cnn_small"]
+    sweep_dir.mkdir()
+    command = [*common, "model.optimizer.lr=0.0005,0.001"]
+    (sweep_dir / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"overrides": {"task": command}}})
     )
+    run_dir = sweep_dir / "0"
+    cfg = compose_train([*common, "model.optimizer.lr=0.0005"], run_dir)
+    with read_write(cfg.hydra), open_dict(cfg):
+        cfg.hydra.mode = "MULTIRUN"
+        cfg.hydra.sweep.dir = str(sweep_dir)
+    HydraConfig().set_config(cfg)
     metrics = train(cfg)
 
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    (tensorboard_run,) = (run_dir / "tensorboard").iterdir()  # listed by what sets it apart
+    assert tensorboard_run.name == "model.optimizer.lr=0.0005"
+    events = EventAccumulator(str(tensorboard_run))
     events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert not [tag for tag in scalars if tag.startswith("hp/")]  # no copies of the metrics
     content = events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
     assert hparams["model/optimizer/lr"].number_value == pytest.approx(0.0005)
-    assert hparams["model/backbone/name"].string_value == "cnn_small"
     assert hparams["choice/model"].string_value == "cnn_small"
-    assert hparams["data/image_size"].number_value == 32
-    # the final metrics are scalars the HPARAMS view shows next to them
+    assert hparams["data/image_size"].number_value == 32  # recorded, though not a column
+
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert "hp/test/accuracy" in {m.name.tag for m in experiment.metric_infos}
-    (logged,) = events.Scalars("hp/test/accuracy")
-    assert logged.value == pytest.approx(metrics["test/accuracy"])
+    columns = [(info.name, info.differs) for info in experiment.hparam_infos]
+    assert columns == [("model/optimizer/lr", True)]  # the swept key; the fixed ones left out
+    # metric columns name the scalars the run logged, the optimized metric first
+    tags = [info.name.tag for info in experiment.metric_infos]
+    assert tags[0] == cfg.optimized_metric
+    assert set(tags) == set(metrics) and set(tags) <= set(scalars)
+    test_metric = next(tag for tag in tags if tag.startswith("test/"))
+    assert events.Scalars(test_metric)[-1].value == pytest.approx(metrics[test_metric])
 
 
 def test_a_failed_trial_is_recorded_and_does_not_stop_a_sweep(tmp_path):

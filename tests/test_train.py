@@ -15,7 +15,7 @@ def test_train_writes_a_complete_run_directory(phantom_dir, tmp_path):
     cfg = compose_train([*TINY, f"data.root={phantom_dir}", "trainer.max_epochs=2"], run_dir)
     metrics = train(cfg)
 
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run_dir / "tensorboard").glob("*/events.out.tfevents.*"))  # <run name>/
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "splits.csv").is_file()
     summary = json.loads((run_dir / "metrics.json").read_text())

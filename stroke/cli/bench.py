@@ -16,11 +16,13 @@ from omegaconf import DictConfig
 
 from stroke.bench.run import run_bench
 from stroke.config import CONFIG_PATH
+from stroke.warnings_filter import quiet_third_party_warnings
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def main(cfg: DictConfig) -> None:
     """Run the benchmark, print the table and keep it as bench.md / bench.json in the run dir."""
+    quiet_third_party_warnings()
     given = list(HydraConfig.get().overrides.task)
     # the start-up run gets the experiment's overrides, not the benchmark's own
     experiment = [o for o in given if not o.lstrip("+~").startswith(("bench.", "hydra."))]

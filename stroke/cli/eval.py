@@ -20,6 +20,7 @@ from stroke.config import CONFIG_PATH
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
 from stroke.inference.checkpoint import load_classifier, run_config_of
+from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.eval")
 
@@ -78,6 +79,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-eval`."""
+    quiet_third_party_warnings()
     evaluate_checkpoint(cfg)
 
 

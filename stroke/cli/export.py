@@ -11,6 +11,7 @@ from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.inference.checkpoint import load_classifier
 from stroke.inference.onnx_export import export_onnx, max_abs_difference
+from stroke.warnings_filter import quiet_third_party_warnings
 
 FORMATS = ("onnx",)
 
@@ -40,6 +41,7 @@ def export_checkpoint(cfg: DictConfig) -> tuple[Path, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-export`; fails when the parity check does."""
+    quiet_third_party_warnings()
     output, difference = export_checkpoint(cfg)
     print(f"exported: {output}")
     print(f"max abs difference vs PyTorch: {difference:.3e} (atol {cfg.atol:g})")

@@ -29,6 +29,7 @@ from stroke.inference.predictor import (
     predict_files,
     resolve_inputs,
 )
+from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.predict")
 BACKENDS = ("torch", "onnx")
@@ -166,6 +167,7 @@ def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Pat
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-predict`; exits with status 1 when any input failed."""
+    quiet_third_party_warnings()
     output_csv, total, failures = run_prediction(cfg)
     print(f"predictions: {output_csv} ({total - failures} of {total} files predicted)")
     if failures:

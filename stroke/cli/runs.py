@@ -16,6 +16,7 @@ from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.runs.collect import collect_runs
 from stroke.runs.table import build_table, summary_line, to_csv, to_markdown, to_rich
+from stroke.warnings_filter import quiet_third_party_warnings
 
 FORMATS = ("table", "markdown", "csv")
 ORDERS = (None, "ascending", "descending")
@@ -80,6 +81,7 @@ def _plot(runs, table, cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="runs")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-runs`."""
+    quiet_third_party_warnings()
     status = print_table(cfg)
     if status:
         raise SystemExit(status)

@@ -7,11 +7,13 @@ from omegaconf import DictConfig
 
 from stroke.config import CONFIG_PATH
 from stroke.synth.phantom import PhantomConfig, generate_phantom
+from stroke.warnings_filter import quiet_third_party_warnings
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="synth")
 def main(cfg: DictConfig) -> None:
     """Generate (or find) the phantom and print where its manifest is."""
+    quiet_third_party_warnings()
     config = PhantomConfig(
         n_patients=cfg.n_patients,
         slices_per_patient=cfg.slices_per_patient,

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from stroke.build import build_datamodule, build_model, build_trainer
 from stroke.config import CONFIG_PATH
 from stroke.runs.record import RunRecorder, log_hparams
+from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.train")
 
@@ -104,6 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
+    quiet_third_party_warnings()
     log.debug("config:\n%s", OmegaConf.to_yaml(cfg))
     # status.json says running/finished/failed; in a sweep a failed trial does not stop the others
     with RunRecorder(Path(cfg.paths.output_dir), swallow=_in_sweep()) as run:

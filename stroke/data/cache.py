@@ -332,4 +332,3 @@ def _reserve_disk(path: Path) -> None:
 def _chunks(items: list[Any], start: int, size: int) -> Iterator[tuple[int, list[Any]]]:
     for begin in range(start, len(items), size):
         yield begin, items[begin : begin + size]
-

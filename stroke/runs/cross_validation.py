@@ -157,4 +157,3 @@ class CrossValidationSummary(Callback):
             return
         log.info("cross-validation summary: %s", path)
         print(f"cross-validation summary: {path} and {path.with_name(SUMMARY_MD)}")
-

@@ -1,10 +1,9 @@
-"""What a run leaves for the table of runs: `status.json`, and hyper-parameters in TensorBoard."""
+"""What a run leaves behind: `status.json` for the table of runs, hyper-parameters for loggers."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 import time
@@ -13,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -150,32 +149,62 @@ def _scalar(value: Any) -> int | float | str | bool:
 
 
 def log_hparams(loggers: Iterable[Any], cfg: DictConfig, metrics: Mapping[str, float]) -> None:
-    """Write hyper-parameters and final metrics to TensorBoard's HPARAMS view of this run.
+    """Write the run's hyper-parameters to TensorBoard's HPARAMS view and to MLflow.
 
-    Metrics are logged as `hp/<name>` (e.g. `hp/test/acc`) so they do not add a point at step 0
-    to the training curves of the same name.
+    The final metrics are not logged again: TensorBoard's table reads them from the scalars
+    the run logged (see `stroke.runs.tensorboard`), MLflow has them already.
     """
-    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
-    tensorboards = [lg for lg in loggers if isinstance(lg, TensorBoardLogger)]
-    if not tensorboards:
+    from stroke.runs.naming import swept_keys
+    from stroke.runs.tensorboard import hparam_columns, metric_columns, write_hparams
+
+    if not _is_rank_zero():  # DDP: the other ranks' loggers write nothing
         return
-    choices = _hydra_choices()
-    params = flat_hparams(cfg, choices)
-    final = {
-        f"hp/{name}": float(value)
-        for name, value in metrics.items()
-        if isinstance(value, int | float) and math.isfinite(value)
-    }
-    for logger in tensorboards:
-        logger.log_hyperparams(params, metrics=final)
-        logger.experiment.flush()
+    hydra = _hydra_config()
+    params = flat_hparams(cfg, _hydra_choices())
+    swept = _swept_hparams(cfg, hydra, params)  # adds swept keys `params` lacks
+    in_sweep = hydra is not None and bool(swept_keys(hydra))
+    columns = hparam_columns(params, swept, keep_rest=not in_sweep)
+    # every metric in `metrics` was logged through Lightning: a scalar tag of this run
+    logged = [name for name, value in metrics.items() if isinstance(value, int | float)]
+    monitor = cfg.get("monitor")
+    headline = [cfg.get("optimized_metric"), f"{monitor}_best", monitor]  # the module logs both
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            write_hparams(logger.experiment, params, columns, metric_columns(logged, headline))
+        elif isinstance(logger, MLFlowLogger):
+            logger.log_hyperparams(params)
+
+
+def _swept_hparams(cfg: DictConfig, hydra: Any, params: dict[str, Any]) -> list[str]:
+    """Flat names of the overrides that set the run apart; added to `params` when missing
+    (a key outside the recorded sections, e.g. `callbacks.early_stopping.patience`)."""
+    from stroke.runs.naming import differing_overrides
+
+    if hydra is None:
+        return []
+    names = []
+    for override in differing_overrides(hydra):
+        if override.key.startswith("hydra"):
+            continue
+        choice = f"choice/{override.key}"
+        name = choice if choice in params else override.key.replace(".", "/")
+        if name not in params:
+            value = OmegaConf.select(cfg, override.key, throw_on_resolution_failure=False)
+            if isinstance(value, DictConfig | ListConfig) or value is None:
+                continue  # a deleted or nested node: nothing to show in one cell
+            params[name] = _scalar(value)
+        names.append(name)
+    return names
+
+
+def _hydra_config() -> Any:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
 
 
 def _hydra_choices() -> dict[str, str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        return dict(HydraConfig.get().runtime.choices)
-    except (ValueError, AttributeError):  # not under Hydra (a test calling train() directly)
-        return {}
+    hydra = _hydra_config()  # None: not under Hydra (a test calling train() directly)
+    return dict(hydra.runtime.choices) if hydra is not None else {}
