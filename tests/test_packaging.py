@@ -50,7 +50,8 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     # the dependencies (torch and the rest, gigabytes) come from this environment, after the
     # venv's own site-packages: only stroke itself is new
-    (site / "zz_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    dependencies = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    (site / "zz_dependencies.pth").write_text("\n".join(dependencies) + "\n")
     _run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q",
           "--no-deps", "--force-reinstall", wheel], root, env)  # fmt: skip
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
