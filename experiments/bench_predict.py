@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from stroke import PROJECT_ROOT
 from stroke.cli.export import export_checkpoint
+from stroke.cli.predict import run_prediction
+from stroke.config import source_checkout
 from stroke.inference.checkpoint import DATAMODULE_KEY, load_classifier
 from stroke.inference.predictor import OnnxBackend, TorchBackend, predict_files, resolve_inputs
 from stroke.module import StrokeClassifier
-from stroke.cli.predict import run_prediction
 
 DEFAULTS = {
-    "inputs": str(PROJECT_ROOT.parent / "shared" / "datasets" / "head_ct" / "images"),
+    "inputs": str(source_checkout().parent / "shared" / "datasets" / "head_ct" / "images"),
     "ckpt_path": None,
     "models": ["cnn_small", "resnet18"],
     "image_size": 150,
