@@ -10,7 +10,7 @@ ARGS ?=
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch and torchvision resolve together from the registry (see README "Installation notes")
+	# torch and torchvision resolve together from the registry (see docs/install.md)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -9,8 +9,8 @@ from conftest import TINY, compose_train
 @pytest.mark.slow
 def test_a_run_logged_to_mlflow_can_be_read_back(phantom_dir, tmp_path):
     from mlflow import MlflowClient
-    from stroke.cli.train import train
 
+    from stroke.cli.train import train
     from stroke.runs.naming import current_run_name
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
