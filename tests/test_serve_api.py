@@ -8,6 +8,8 @@ import json
 import logging
 import shutil
 import struct
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from stroke.serve.decision import decision_rule
 from stroke.serve.security import COOKIE
 from stroke.serve.segmenter import load_segmenter
 from stroke.serve.settings import TOKEN_ENV
+from stroke.serve.worker import InferenceWorker, WorkerBusy
 
 CQ500_DIR = SHARED_DATASETS / CQ500 / "CQ500-CT-0"
 TOKEN = "s3cret-token-for-tests"
@@ -421,3 +424,52 @@ def test_bad_upload_names_are_displayed_not_used(dicom_model, upload_root):
     with client_for(dicom_model, upload_root) as client:
         body = post(client, [(name, png_bytes(np.full((40, 40), 90, np.uint8)))]).json()
     assert body["results"][0]["name"] == name  # JSON carries text; the page escapes it
+
+
+# -- the inference worker -------------------------------------------------------------------------
+def test_queued_jobs_share_batches_and_each_gets_its_own_answer(dicom_model, monkeypatch):
+    original, sizes, gate = dicom_model.probabilities, [], threading.Event()
+
+    def gated(batch):  # holds the first batch until every job is queued
+        gate.wait(30)
+        sizes.append(len(batch))
+        return original(batch)
+
+    monkeypatch.setattr(dicom_model, "probabilities", gated)
+    worker = InferenceWorker(dicom_model, max_batch=8, batch_wait_ms=0, max_queue=64)
+    worker.start()
+    rng = np.random.default_rng(0)
+    shape = (1, 32, 32)
+    inputs = [rng.normal(size=(n, *shape)).astype(np.float32) for n in (1, 3, 2, 5, 1, 4, 11)]
+    try:
+        futures = [worker.submit(x) for x in inputs]
+        gate.set()
+        answers = [[f.result(timeout=60) for f in fs] for fs in futures]
+    finally:
+        gate.set()
+        worker.stop()
+    monkeypatch.undo()
+    for x, parts in zip(inputs, answers, strict=True):
+        probs = np.concatenate([a.probs for a in parts])
+        np.testing.assert_allclose(probs, dicom_model.probabilities(x), atol=1e-5)
+    assert sum(sizes) == sum(len(x) for x in inputs) and max(sizes) <= 8
+    assert len(sizes) < 8  # 8 jobs (the 11 images are two) in fewer forward passes
+
+
+def test_a_full_queue_is_refused_not_grown(dicom_model, monkeypatch):
+    gate = threading.Event()
+    original = dicom_model.probabilities
+    monkeypatch.setattr(dicom_model, "probabilities", lambda b: (gate.wait(30), original(b))[1])
+    worker = InferenceWorker(dicom_model, max_batch=2, batch_wait_ms=0, max_queue=2)
+    worker.start()
+    one = np.zeros((1, 1, 32, 32), np.float32)
+    try:
+        worker.submit(one)  # taken by the worker, which waits at the gate
+        time.sleep(0.2)
+        worker.submit(one)
+        worker.submit(one)
+        with pytest.raises(WorkerBusy):
+            worker.submit(one)
+    finally:
+        gate.set()
+        worker.stop()

@@ -114,7 +114,8 @@ def _image_pixels(data: bytes, max_pixels: int) -> int:
             f"the image is larger than Pillow's decompression-bomb limit, refused ({err})"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise UploadRejected(f"the image header cannot be read: {err}") from None
+        # Pillow's message names the in-memory buffer object: the type says enough
+        raise UploadRejected(f"the image header cannot be read ({type(err).__name__})") from None
     return int(width) * int(height)
 
 
