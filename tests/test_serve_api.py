@@ -26,6 +26,7 @@ from stroke.evaluation.patient import aggregate_by_patient
 from stroke.serve import LesionMask, ServedModel, ServeSettings, create_app
 from stroke.serve.decision import decision_rule
 from stroke.serve.security import COOKIE
+from stroke.serve.security import same_origin_path as same_origin
 from stroke.serve.segmenter import load_segmenter
 from stroke.serve.settings import TOKEN_ENV
 from stroke.serve.worker import InferenceWorker, WorkerBusy
@@ -303,6 +304,8 @@ def test_a_token_guards_every_page_and_api_call(dicom_model, upload_root):
         assert client.cookies.get(COOKIE) == TOKEN
         assert client.get("/").status_code == 200
         assert client.get("/api/model").status_code == 200
+    # the redirect after `?token=` stays on this server, whatever the path
+    assert same_origin("//evil.example/x") == "/evil.example/x" == same_origin("/\\evil.example/x")
 
 
 def test_token_from_the_environment_and_its_checks(monkeypatch):

@@ -44,11 +44,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        worker.start()
+        service.start()
         try:
             yield
         finally:
-            worker.stop()
+            service.close()
 
     app = FastAPI(
         title="stroke-serve",

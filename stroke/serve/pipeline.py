@@ -15,12 +15,13 @@ import logging
 import shutil
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
+from stroke.hardware import decode_threads
 from stroke.inference.predictor import describe_error
 from stroke.serve.model import ServedModel
 from stroke.serve.render import file_views
@@ -55,6 +56,24 @@ class PredictionService:
         display = self.model.preprocessing.with_image_size(self.settings.display_size)
         self.display_loader = display.file_loader()
         self._segment_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the decoding threads and the inference worker."""
+        # as many decoding threads as CPUs: more would only contend for them, and each
+        # thread's allocations fragment the heap a little more
+        self._pool = ThreadPoolExecutor(decode_threads(), thread_name_prefix="stroke-decode")
+        self.worker.start()
+
+    def close(self) -> None:
+        """Stop the inference worker and the decoding threads (after the work in flight)."""
+        self.worker.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    async def _in_pool(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
     async def predict(
         self, uploads: list[Upload], request_id: str, overlay: bool, views: bool
@@ -70,7 +89,7 @@ class PredictionService:
         self, folder: Path, uploads: list[Upload], request_id: str, overlay: bool, views: bool
     ) -> dict[str, object]:
         prepared = await asyncio.gather(
-            *(run_in_threadpool(self._prepare, upload, folder) for upload in uploads)
+            *(self._in_pool(self._prepare, upload, folder) for upload in uploads)
         )
         readable = [p for p in prepared if p.error is None]
         outcomes = {}
@@ -89,7 +108,7 @@ class PredictionService:
             }
         results = await asyncio.gather(
             *(
-                run_in_threadpool(self._result, p, outcomes.get(p.upload.index), folder, views)
+                self._in_pool(self._result, p, outcomes.get(p.upload.index), folder, views)
                 for p in prepared
             )
         )

@@ -128,7 +128,7 @@ class TokenAuth:
                     "type": "http.response.start",
                     "status": 303,
                     "headers": [
-                        (b"location", (scope.get("path") or "/").encode()),
+                        (b"location", same_origin_path(scope.get("path", "")).encode()),
                         (b"set-cookie", cookie.encode()),
                         (b"content-length", b"0"),
                     ],
@@ -151,7 +151,7 @@ async def _unauthorized(scope, send) -> None:
         "<!doctype html><html lang=en><meta charset=utf-8><title>stroke-serve: token</title>"
         "<h1>Access token needed</h1><p>This server needs its access token. Enter it, or open "
         "the address with <code>?token=</code> once.</p>"
-        f'<form method="get" action="{html.escape(path or "/")}">'
+        f'<form method="get" action="{html.escape(same_origin_path(path))}">'
         '<input name="token" type="password" autocomplete="off" aria-label="token">'
         "<button>Open</button></form></html>"
     ).encode()
@@ -218,6 +218,11 @@ class BodyLimit:
 
 class _TooLarge(Exception):
     """Raised inside the app's receive when the body passes the cap."""
+
+
+def same_origin_path(path: str) -> str:
+    """A path on this server only (`//host/...` would send the browser elsewhere)."""
+    return "/" + path.lstrip("/\\")
 
 
 def _header(scope, name: bytes) -> str | None:
