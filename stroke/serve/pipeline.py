@@ -91,21 +91,7 @@ class PredictionService:
         prepared = await asyncio.gather(
             *(self._in_pool(self._prepare, upload, folder) for upload in uploads)
         )
-        readable = [p for p in prepared if p.error is None]
-        outcomes = {}
-        if readable:
-            futures = self.worker.submit(np.stack([p.tensor for p in readable]), explain=overlay)
-            answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-            probs = np.concatenate([a.probs for a in answers])
-            decisions = [d for a in answers for d in a.decisions]
-            cams = [
-                a.cams[i] if a.cams is not None else None
-                for a in answers
-                for i in range(len(a.probs))
-            ]
-            outcomes = {
-                p.upload.index: (probs[i], decisions[i], cams[i]) for i, p in enumerate(readable)
-            }
+        outcomes = await self._infer([p for p in prepared if p.error is None], overlay)
         results = await asyncio.gather(
             *(
                 self._in_pool(self._result, p, outcomes.get(p.upload.index), folder, views)
@@ -131,6 +117,19 @@ class PredictionService:
             "results": results,
             "series": series,
         }
+
+    async def _infer(self, readable: list[_Prepared], overlay: bool) -> dict[int, tuple]:
+        """(probabilities, decided class, Grad-CAM map or None) by upload index."""
+        if not readable:
+            return {}
+        futures = self.worker.submit(np.stack([p.tensor for p in readable]), explain=overlay)
+        answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        per_image = [
+            (probs, decided, None if answer.cams is None else answer.cams[i])
+            for answer in answers
+            for i, (probs, decided) in enumerate(zip(answer.probs, answer.decisions, strict=True))
+        ]
+        return {p.upload.index: outcome for p, outcome in zip(readable, per_image, strict=True)}
 
     # -- per file, in worker threads -----------------------------------------------------------
     def _prepare(self, upload: Upload, folder: Path) -> _Prepared:
