@@ -122,6 +122,9 @@ def test_png_and_jpeg_probabilities_equal_stroke_predicts(
     predicted = predict_csv(ckpt, paths, tmp_path / "predictions.csv")
     with client_for(ServedModel.load(ckpt), upload_root) as client:
         assert_same_probabilities(api_probabilities(client, paths), predicted)
+        # a model trained on image files has no HU window for DICOM, as in stroke-predict
+        (refused,) = post(client, [("scan.dcm", dicom_bytes(tmp_path))]).json()["results"]
+    assert "trained on image files" in refused["error"] and refused["probabilities"] is None
 
 
 def test_dicom_probabilities_equal_stroke_predicts(dicom_run, dicom_model, tmp_path, upload_root):
