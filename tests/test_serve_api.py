@@ -288,6 +288,8 @@ def test_a_token_guards_every_page_and_api_call(dicom_model, upload_root):
     good = png_bytes(np.full((40, 40), 90, np.uint8))
     with client_for(dicom_model, upload_root) as client:  # no token: open
         assert client.get("/api/model").status_code == 200
+        schema = client.get("/openapi.json").json()  # FastAPI's own documentation of the API
+        assert {"/api/predict", "/api/model", "/healthz"} <= set(schema["paths"])
     with client_for(dicom_model, upload_root, token=TOKEN) as client:
         for path in ("/", "/static/app.js", "/api/model", "/healthz", "/openapi.json", "/docs"):
             response = client.get(path)
