@@ -115,3 +115,26 @@ def trained_run(phantom_dir, tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def dicom_run(tmp_path_factory) -> Path:
+    """A finished binary (normal, hemorrhage) run trained on synthetic DICOM slices, 32 px."""
+    from dicom_factory import synthetic_ct_tree
+
+    from stroke.cli.train import train
+
+    base = tmp_path_factory.mktemp("dicom_run")
+    root = synthetic_ct_tree(base / "dicom", patients=8, slices=3)
+    run_dir = base / "run"
+    overrides = [
+        *TINY,
+        "data=dicom",
+        f"data.root={root}",
+        "model=cnn_small",
+        "data.val_fraction=0.25",
+        "data.test_fraction=0.25",
+        "evaluation.n_boot=20",
+    ]
+    train(compose_train(overrides, run_dir))
+    return run_dir

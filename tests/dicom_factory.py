@@ -102,3 +102,36 @@ def cq500_labelled_tree(cq500: Path, root: Path, patients: int = 8) -> Path:
         name = f"IM{i:04d}" + (".dcm" if i % 2 else "")
         save(ds, root / label / ds.PatientID / "series1" / name)
     return root
+
+
+def head_slice_hu(size: int, bleed: bool, rng: np.random.Generator) -> np.ndarray:
+    """A head CT slice in HU: air, a bone ring, brain (~30 HU) and, if `bleed`, a 70 HU blob."""
+    yy, xx = np.mgrid[:size, :size]
+    radius = np.hypot(yy - size / 2, xx - size / 2)
+    hu = np.full((size, size), -1000.0)
+    hu[radius < size * 0.45] = 1000.0
+    hu[radius < size * 0.40] = 30.0
+    hu += rng.normal(0, 4, hu.shape) * (radius < size * 0.40)
+    if bleed:
+        cy, cx = rng.integers(size // 3, 2 * size // 3, 2)
+        hu[np.hypot(yy - cy, xx - cx) < size * 0.1] = 70.0
+    return hu
+
+
+def synthetic_ct_tree(root: Path, patients: int = 8, slices: int = 3, size: int = 48) -> Path:
+    """`<root>/<normal|hemorrhage>/<patient>/IM<n>.dcm`: one study per patient, in HU."""
+    rng = np.random.default_rng(7)
+    for p in range(patients):
+        label = "hemorrhage" if p % 2 else "normal"
+        study, series = generate_uid(), generate_uid()
+        for s in range(slices):
+            ds = ct_dataset(
+                head_slice_hu(size, label == "hemorrhage", rng),
+                patient_id=f"SYN{p:02d}",
+                instance=s + 1,
+                z=5.0 * s,
+                study_uid=study,
+                series_uid=series,
+            )
+            save(ds, root / label / f"SYN{p:02d}" / f"IM{s:03d}.dcm")
+    return root

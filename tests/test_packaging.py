@@ -74,6 +74,11 @@ def test_installed_commands_run_from_another_directory(installed, tmp_path):
     )  # fmt: skip
     assert "stroke" not in check.stdout, check.stdout
 
+    # stroke-serve's page ships inside the package
+    page = "from stroke.serve.app import STATIC_DIR as d; print([p.name for p in d.iterdir()])"
+    shipped = _run([venv / "bin" / "python", "-c", page], tmp_path, env).stdout
+    assert all(name in shipped for name in ("index.html", "app.js", "style.css")), shipped
+
     _run(["stroke-synth", "n_patients=12", "slices_per_patient=2", "image_size=48"], tmp_path, env)
     assert (tmp_path / "data" / "phantom" / "manifest.csv").is_file()
     tiny = ["data.image_size=32", "data.batch_size=8", "trainer.accelerator=cpu"]

@@ -26,6 +26,7 @@ from stroke.inference.predictor import (
     FilePrediction,
     OnnxBackend,
     TorchBackend,
+    decide,
     predict_files,
     resolve_inputs,
 )
@@ -72,13 +73,6 @@ def _backend(cfg: DictConfig, classifier, device: str):
         return TorchBackend(classifier.net, device)
     onnx_path = cfg.onnx_path or str(Path(cfg.ckpt_path).with_suffix(".onnx"))
     return OnnxBackend(onnx_path)
-
-
-def _decide(probs: np.ndarray, classes: list[str], threshold: float | None) -> int:
-    """The argmax, or for a binary task with a threshold: positive when P(positive) >= it."""
-    if threshold is None:
-        return int(probs.argmax())
-    return int(probs[1] >= threshold)
 
 
 def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
@@ -129,7 +123,7 @@ def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
                     log.warning("%s: %s", result.path, result.error)
                     row = [str(result.path), "", "", *[""] * len(classes), result.error]
                 else:
-                    k = _decide(result.probs, classes, cfg.threshold)
+                    k = decide(result.probs, cfg.threshold)
                     row = [
                         str(result.path),
                         classes[k],
@@ -150,7 +144,7 @@ def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Pat
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
     images = torch.from_numpy(np.stack([r.tensor for r in readable]))
-    targets = [_decide(r.probs, classes, cfg.threshold) for r in readable]
+    targets = [decide(r.probs, cfg.threshold) for r in readable]
     cams = grad_cams(classifier.net, images, targets, cfg.target_layer)
     saved = {}
     for result, cam, k in zip(readable, cams, targets, strict=True):

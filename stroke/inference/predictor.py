@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from stroke.data.images import ImageLoader
 from stroke.data.preprocessing import DICOM_EXTENSIONS, Preprocessing
 from stroke.data.sources import IMAGE_EXTENSIONS
 from stroke.errors import ConfigError
@@ -77,6 +78,24 @@ class FilePrediction:
     tensor: np.ndarray | None = None
 
 
+def preprocess_file(
+    path: Path, preprocessing: Preprocessing, loader: ImageLoader | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One file as the model sees it: (letterboxed uint8 H x W x C image, normalised C x H x W).
+
+    The one path from a file to the model's input at inference: `stroke-predict` and
+    `stroke-serve` both call it, with the loader `preprocessing.file_loader()` (pass it
+    to reuse one across files).
+    """
+    image = (loader or preprocessing.file_loader())(path)
+    return image, preprocessing.normalize(image)
+
+
+def describe_error(err: Exception) -> str:
+    """The text a file's error row shows: the exception's type and message."""
+    return f"{type(err).__name__}: {err}"
+
+
 class _ImageFiles(Dataset):
     """Reads and preprocesses each file as training did; a failure becomes an error string."""
 
@@ -91,10 +110,9 @@ class _ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str, np.ndarray | None]:
         try:
-            image = self.loader(self.paths[index])
+            image, tensor = preprocess_file(self.paths[index], self.preprocessing, self.loader)
         except Exception as err:  # any failure to read is reported per file
-            return index, None, f"{type(err).__name__}: {err}", None
-        tensor = self.preprocessing.normalize(image)
+            return index, None, describe_error(err), None
         return index, tensor, "", image if self.keep_image else None
 
 
@@ -156,6 +174,13 @@ def class_probabilities(backend, batch: np.ndarray, flip_tta: bool) -> np.ndarra
     both = backend(np.concatenate([batch, batch[..., ::-1]], axis=0))
     n = len(batch)
     return (_softmax(both[:n]) + _softmax(both[n:])) / 2
+
+
+def decide(probs: np.ndarray, threshold: float | None) -> int:
+    """The argmax, or for a binary task with a threshold: positive when P(positive) >= it."""
+    if threshold is None:
+        return int(np.argmax(probs))
+    return int(probs[1] >= threshold)
 
 
 def predict_files(

@@ -1,0 +1,94 @@
+"""`stroke-serve ckpt_path=...`: a web page and an HTTP API for a trained classifier.
+
+The model loads once; uvicorn serves the FastAPI app on `host:port` (127.0.0.1 by default)
+until Ctrl-C. See docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from stroke.config import CONFIG_PATH
+from stroke.hardware import resolve_device
+from stroke.serve.app import create_app
+from stroke.serve.model import ServedModel
+from stroke.serve.segmenter import load_segmenter
+from stroke.serve.series import check_aggregation
+from stroke.serve.settings import TOKEN_ENV, ServeSettings
+from stroke.warnings_filter import quiet_third_party_warnings
+
+log = logging.getLogger("stroke.serve")
+
+
+def build_app(cfg: DictConfig):
+    """The application a config describes, with its settings (model loaded, worker not started)."""
+    settings: ServeSettings = instantiate(cfg.serve)
+    aggregation = check_aggregation(cfg.patient_aggregation)
+    model = ServedModel.load(
+        cfg.ckpt_path,
+        device=resolve_device(cfg.device),
+        threshold=cfg.threshold,
+        eval_metrics=cfg.eval_metrics,
+        tta=cfg.tta,
+        target_layer=cfg.target_layer,
+    )
+    segmenter = load_segmenter(cfg.seg_ckpt_path)
+    return create_app(model, settings, segmenter, aggregation), model, settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _announce(cfg: DictConfig, model: ServedModel, settings: ServeSettings) -> None:
+    card = model.card()
+    log.info(
+        "model %s, classes %s, %d px, checkpoint sha256 %s; decision: %s",
+        card["name"],
+        card["classes"],
+        card["input_size"],
+        model.checkpoint_sha256[:16],
+        model.rule.source,
+    )
+    url = f"http://{cfg.host}:{cfg.port}/"
+    if settings.token_drawn:  # printed, not logged: only this terminal sees it
+        print(f"stroke-serve: open {url}?token={settings.token}")
+    elif settings.token:
+        print(f"stroke-serve: open {url}?token=... (the token of serve.token or ${TOKEN_ENV})")
+    else:
+        print(f"stroke-serve: open {url}")
+    if not _is_loopback(cfg.host) and not settings.token:
+        log.warning(
+            "host=%s without a token: anyone who can reach this machine can use the model; "
+            "set serve.token=auto or $%s",
+            cfg.host,
+            TOKEN_ENV,
+        )
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
+def main(cfg: DictConfig) -> None:
+    """Entry point of `stroke-serve`."""
+    quiet_third_party_warnings()
+    import uvicorn
+
+    app, model, settings = build_app(cfg)
+    _announce(cfg, model, settings)
+    # log_config=None keeps Hydra's logging (console and the run's serve.log); uvicorn's
+    # access log would write query strings, which may hold the token: RequestContext logs
+    # each request without them
+    uvicorn.run(app, host=cfg.host, port=int(cfg.port), log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""`stroke-serve`: a trained classifier behind a web page and an HTTP API (FastAPI + uvicorn).
+
+The server preprocesses uploads through `stroke-predict`'s own code path, runs the model on
+one inference worker that batches concurrent requests, and refuses unsafe uploads before
+decoding them. See docs/serving.md.
+"""
+
+from stroke.serve.app import create_app
+from stroke.serve.model import ServedModel
+from stroke.serve.segmenter import LesionMask, LesionSegmenter
+from stroke.serve.settings import ServeSettings
+
+__all__ = ["LesionMask", "LesionSegmenter", "ServeSettings", "ServedModel", "create_app"]
