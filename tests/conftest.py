@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +74,16 @@ def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
     return cfg
 
 
-def run_module(module: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m <module> <args>` as a user runs the console script; output captured as text."""
+def run_module(
+    module: str, *args: object, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as a user runs the console script; output captured as text.
+
+    `env` adds variables to this process's environment.
+    """
     cmd = [sys.executable, "-m", module, *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 def write_image(path: Path, array: np.ndarray) -> Path:
@@ -115,3 +122,32 @@ def trained_run(phantom_dir, tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+def run_main(main, *args: object, capsys=None) -> tuple[int, str, str]:
+    """Run a command's wrapped `main` here as `stroke-x <args>` would: (status, stdout, stderr).
+
+    Faster than `run_module` (no imports to pay for). Hydra reconfigures logging for a job:
+    the root logger's handlers and level are put back afterwards.
+    """
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    argv = sys.argv
+    sys.argv = [f"stroke-{main.__module__.rsplit('.', 1)[-1]}", *map(str, args)]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        GlobalHydra.instance().clear()
+    out, err = capsys.readouterr() if capsys is not None else ("", "")
+    return code, out, err

@@ -15,10 +15,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from stroke.bench.run import run_bench
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.warnings_filter import quiet_third_party_warnings
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def main(cfg: DictConfig) -> None:
     """Run the benchmark, print the table and keep it as bench.md / bench.json in the run dir."""

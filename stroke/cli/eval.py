@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
@@ -76,6 +77,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     return result
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-eval`."""

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import ConfigError
@@ -164,6 +165,7 @@ def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Pat
     return saved
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-predict`; exits with status 1 when any input failed."""

@@ -6,7 +6,6 @@ is written into `<run>/eval/`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,7 +16,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stroke.build import build_datamodule, build_model, build_trainer
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
+from stroke.io import atomic_write_json
+from stroke.runs.interrupt import GracefulStop
+from stroke.runs.preflight import check_config, check_run
 from stroke.runs.record import RunRecorder, log_hparams
 from stroke.warnings_filter import quiet_third_party_warnings
 
@@ -57,6 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
     started = time.time()
     run_dir = Path(cfg.paths.output_dir)
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
@@ -65,7 +69,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.write_leakage_report(run_dir / "leakage.csv")
     _warn_double_balancing(cfg)
     model = build_model(cfg, datamodule)
-    trainer = build_trainer(cfg)
+    check_run(cfg, datamodule, model)
+    trainer = build_trainer(cfg, extra_callbacks=[GracefulStop()])
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -92,16 +97,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "eval_dir": None,
     }
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        atomic_write_json(run_dir / "metrics.json", summary, sort_keys=True)
         # after metrics.json is safe on disk: a failing report must not lose the run's summary
         if cfg.test and cfg.get("evaluation") and len(datamodule.datasets["test"]):
             summary["eval_dir"] = str(evaluate_test_split(cfg, model, datamodule, trainer))
-            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+            atomic_write_json(run_dir / "metrics.json", summary, sort_keys=True)
         log.info("run directory: %s", run_dir)
         print(f"run directory: {run_dir}")
     return metrics
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""

@@ -14,10 +14,14 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from stroke.runs.interrupt import signal_of
+
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 FINISHED, FAILED, RUNNING = "finished", "failed", "running"
+#: stopped by SIGINT / SIGTERM; `signal` and `last_checkpoint` say which and where to resume
+INTERRUPTED = "interrupted"
 
 #: Config sections whose values are a run's hyper-parameters in TensorBoard's HPARAMS view.
 HPARAM_SECTIONS = ("model", "data", "trainer")
@@ -92,6 +96,11 @@ class RunRecorder:
                 write_status(self.run_dir, FINISHED)
             return False
         self.error = short_error(exc)
+        signum = signal_of(exc)
+        if signum is not None:
+            if self._write:
+                write_status(self.run_dir, INTERRUPTED, **interruption_fields(exc, signum))
+            return False  # a signal stops a sweep too
         if self._write:
             trace = "".join(traceback.format_exception(exc_type, exc, tb))
             write_status(self.run_dir, FAILED, error=self.error, traceback=trace[-20000:])
@@ -101,6 +110,19 @@ class RunRecorder:
             log.error("trial failed, the sweep goes on: %s", self.error, exc_info=exc)
             print(f"trial failed: {self.error} (run directory: {self.run_dir})")
         return self.swallow
+
+
+def interruption_fields(exc: BaseException, signum: int) -> dict[str, Any]:
+    """status.json fields of a run a signal stopped: which signal, and what to resume from."""
+    import signal
+
+    name = signal.Signals(signum).name
+    checkpoint = getattr(exc, "checkpoint", None)
+    return {
+        "signal": name,
+        "error": f"interrupted by {name}",
+        "last_checkpoint": str(checkpoint) if checkpoint else None,
+    }
 
 
 def short_error(exc: BaseException) -> str:
