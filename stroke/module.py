@@ -78,6 +78,7 @@ class StrokeClassifier(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
+        self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best score
         # Training loss and accuracy are summed on the device and logged once an epoch:
         # `self.log` on every step costs more than a small GPU step (experiments/benchmarks.md).
         self.register_buffer("train_sums", torch.zeros(2), persistent=False)
@@ -164,8 +165,14 @@ class StrokeClassifier(L.LightningModule):
         self._log_confusion(self.test_confusion, "test/confusion_matrix")
 
     def on_train_start(self) -> None:
-        # the sanity check must not seed the best score
-        self.val_best.reset()
+        # the sanity check must not seed the best score; a resumed run keeps its own
+        if not self.trainer.ckpt_path:
+            self.val_best.reset()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints from before the best score was saved: it starts afresh
+        for key, value in self.val_best.state_dict(prefix="val_best.").items():
+            checkpoint["state_dict"].setdefault(key, value)
 
     def _log_confusion(self, metric: MulticlassConfusionMatrix, tag: str) -> None:
         matrix = metric.compute()

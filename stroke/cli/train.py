@@ -22,6 +22,8 @@ from stroke.io import atomic_write_json
 from stroke.runs.interrupt import GracefulStop
 from stroke.runs.preflight import check_config, check_run
 from stroke.runs.record import RunRecorder, log_hparams
+from stroke.runs.resume import checkpoint_to_resume, note_slurm_run
+from stroke.runs.rng_state import RngState
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.train")
@@ -61,6 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.time()
     run_dir = Path(cfg.paths.output_dir)
     check_config(cfg)
+    note_slurm_run(run_dir)  # a requeued attempt of this SLURM job continues here
+    ckpt_path = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
@@ -69,11 +73,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.write_leakage_report(run_dir / "leakage.csv")
     _warn_double_balancing(cfg)
     model = build_model(cfg, datamodule)
-    check_run(cfg, datamodule, model)
-    trainer = build_trainer(cfg, extra_callbacks=[GracefulStop()])
+    check_run(cfg, datamodule, model, ckpt_path)
+    trainer = build_trainer(cfg, extra_callbacks=[GracefulStop(), RngState()])
 
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
     if cfg.test:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from stroke.config import cache_home
 from stroke.data.dataset import ImageClassificationDataset
@@ -28,6 +28,7 @@ from stroke.data.samples import (
     resolve_classes,
     write_splits_csv,
 )
+from stroke.data.sampling import EpochSampler, training_position
 from stroke.data.sources import DecodingSource, ImageSource
 from stroke.data.splits import assign_splits, check_no_patient_overlap
 from stroke.errors import ConfigError, DatasetError
@@ -227,29 +228,35 @@ class StrokeDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()
         pin = pin_memory(self.pin_memory)
-        sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
         # A last training batch of a single image breaks batch norm: drop that one image
         # (a different one each epoch, as the order is shuffled); other short batches stay.
         size = len(self.datasets[split])
         drop_last = shuffle and size > self.batch_size and size % self.batch_size == 1
+        # order and augmentation from (seed, epoch): reproducible, and resumable mid-epoch
+        sampler = self._epoch_sampler(size) if shuffle else None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=pin,
             drop_last=drop_last,
+            # worker seeds from here, not from the global RNG the model's dropout draws on
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def _weighted_sampler(self) -> WeightedRandomSampler:
-        """Draw training images with probability 1 / (images of their class): balanced batches."""
-        counts = self.class_counts("train")
-        targets = torch.tensor(self.datasets["train"].targets)
-        weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
-        generator = torch.Generator().manual_seed(self.seed)
-        return WeightedRandomSampler(weights, len(targets), replacement=True, generator=generator)
+    def _epoch_sampler(self, size: int) -> EpochSampler:
+        """Shuffled, or with `data.sampler=weighted` drawn with probability 1 / (images of
+        their class): balanced batches."""
+        weights = None
+        if self.sampler == "weighted":
+            counts = self.class_counts("train")
+            targets = torch.tensor(self.datasets["train"].targets)
+            weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
+        return EpochSampler(
+            size, self.seed, self.batch_size, weights, lambda: training_position(self.trainer)
+        )
 
     def _cached_loader(self) -> Callable:
         """The loader answered from the image cache (built here on first use)."""

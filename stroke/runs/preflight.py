@@ -181,10 +181,10 @@ def check_config(cfg) -> None:
         check_trainer_config(cfg.trainer)
 
 
-def check_run(cfg, datamodule, model) -> None:
+def check_run(cfg, datamodule, model, ckpt_path: str | None) -> None:
     """What needs the data and the model, before the first epoch."""
     check_batches(datamodule, model, str(cfg.model.backbone.name))
     if cfg.get("train", True):
         check_validation(datamodule, cfg.get("monitor"), cfg.get("trainer") or {})
-        check_resume_checkpoint(cfg.get("ckpt_path"), datamodule.class_names)
+        check_resume_checkpoint(ckpt_path, datamodule.class_names)
     check_run_directory(Path(cfg.paths.output_dir), model)
