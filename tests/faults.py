@@ -10,18 +10,21 @@ from lightning.pytorch.callbacks import Callback
 
 
 class SignalAt(Callback):
-    """Send this process `signum` at the start of batch `batch` of epoch `epoch`."""
+    """Send this process `signals` (SIGTERM by default), in order, at the start of batch
+    `batch` of epoch `epoch`: what `kill`, Ctrl-C or SLURM would, at a known moment."""
 
-    def __init__(self, epoch: int, batch: int, signum: int = int(signal.SIGTERM)) -> None:
-        self.epoch, self.batch, self.signum = epoch, batch, signum
+    def __init__(self, epoch: int, batch: int, signals: list[int] | None = None) -> None:
+        self.epoch, self.batch = epoch, batch
+        self.signals = list(signals) if signals is not None else [int(signal.SIGTERM)]
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            os.kill(os.getpid(), self.signum)
+            for signum in self.signals:
+                os.kill(os.getpid(), signum)
 
 
 class KillAt(SignalAt):
     """`kill -9` this process at the start of batch `batch` of epoch `epoch`."""
 
     def __init__(self, epoch: int, batch: int) -> None:
-        super().__init__(epoch, batch, int(signal.SIGKILL))
+        super().__init__(epoch, batch, [int(signal.SIGKILL)])
