@@ -13,6 +13,7 @@ trainer config, `trainer.plugins`) writes beside the target instead.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -58,13 +59,18 @@ def atomic_writer(path: str | Path, mode: str = "w", **open_kwargs: Any) -> Iter
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         if isinstance(err, StorageError):
             raise
         raise storage_error(path, err) from err
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: Path) -> None:
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -93,7 +99,8 @@ def check_writable(folder: str | Path, needed_bytes: int = 0) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
+        with open(probe, "wb") as fh:
+            fh.write(b"ok")
         probe.unlink()
     except OSError as err:
         raise storage_error(folder, err, kept=False) from err

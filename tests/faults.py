@@ -28,3 +28,14 @@ class KillAt(SignalAt):
 
     def __init__(self, epoch: int, batch: int) -> None:
         super().__init__(epoch, batch, [int(signal.SIGKILL)])
+
+
+class MarkEpoch(Callback):
+    """Create the file `path` when epoch `epoch` starts (a switch for an injected fault)."""
+
+    def __init__(self, path: str, epoch: int) -> None:
+        self.path, self.epoch = path, epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            open(self.path, "w").close()  # noqa: SIM115

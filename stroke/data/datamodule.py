@@ -12,6 +12,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from stroke.config import cache_home
+from stroke.data.audit import (
+    LeftOut,
+    audit_samples,
+    check_files,
+    left_out_files,
+    split_warnings,
+    summarize,
+    write_left_out,
+)
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
@@ -107,6 +116,9 @@ class StrokeDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "images"
         self.image_cache = None
         self.samples: list[Sample] | None = None
+        #: files of the data folder not used, and why; one line per kind of problem
+        self.left_out: list[LeftOut] = []
+        self.data_warnings: list[str] = []
         self.class_names: list[str] = []
         self.datasets: dict[str, ImageClassificationDataset] = {}
 
@@ -141,6 +153,10 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         write_splits_csv(self.samples, Path(path))
 
+    def write_left_out(self, path: str | Path) -> None:
+        """Record every file of the data folder the run does not use, and why (skipped.csv)."""
+        write_left_out(self.left_out, Path(path))
+
     def write_leakage_report(self, path: str | Path) -> None:
         """Record the near-duplicate pairs found across splits (nothing when there are none)."""
         if self.near_duplicates:
@@ -162,12 +178,10 @@ class StrokeDataModule(L.LightningDataModule):
         samples = self.source.load()
         if not samples:
             raise DatasetError(f"{where} holds no images")
-        empty = [s.path for s in samples if s.path.stat().st_size == 0]
-        if empty:
-            raise DatasetError(
-                f"{len(empty)} image file(s) are empty (0 bytes), e.g. {empty[0]}; "
-                "re-export or remove them"
-            )
+        # nothing left out without a word: named in the log and in skipped.csv
+        samples, self.left_out = audit_samples(samples, where)
+        self.left_out += left_out_files(self.source, samples, self.left_out)
+        check_files(samples)
         samples = apply_class_map(samples, self.class_map)
         if not samples:
             raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
@@ -186,6 +200,12 @@ class StrokeDataModule(L.LightningDataModule):
             self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
         # whatever the source and split scheme, a patient in two splits is leakage
         check_no_patient_overlap(self.samples)
+        self.data_warnings = [w for w in [summarize(self.left_out, where)] if w]
+        self.data_warnings += split_warnings(self.samples, self.class_names)
+        for warning in self.data_warnings:
+            log.warning("data: %s", warning)
+        if expected := summarize(self.left_out, where, notable=False):
+            log.info("data: %s", expected)
         # decode now, so a missing codec or a bad window fails before training: the cache
         # build decodes every image once; without a cache, decode the first one
         if self.cache:

@@ -142,12 +142,14 @@ def check_validation(datamodule, monitor: str | None, trainer_cfg: Mapping[str, 
 RESUME_KEYS = ("state_dict", "optimizer_states", "loops", "epoch", "global_step")
 
 
-def check_resume_checkpoint(ckpt_path: str | Path | None, class_names: list[str]) -> None:
-    """The checkpoint to resume from: loadable safely, a stroke-train training checkpoint,
-    on the same classes. Lightning's own message for a foreign file suggests
-    `weights_only=False`, which would run code from the file: never do that."""
+def check_resume_checkpoint(ckpt_path: str | Path | None) -> dict | None:
+    """The checkpoint to resume from, loaded safely: a stroke-train training checkpoint.
+
+    Lightning's own message for a foreign file suggests `weights_only=False`, which would
+    run code from the file: never do that.
+    """
     if not ckpt_path:
-        return
+        return None
     from stroke.inference.checkpoint import read_checkpoint
 
     checkpoint = read_checkpoint(ckpt_path)
@@ -159,6 +161,13 @@ def check_resume_checkpoint(ckpt_path: str | Path | None, class_names: list[str]
             hint="resume from a stroke-train run's checkpoints/last.ckpt; to start from these "
             "weights use model.backbone.weights_path= instead",
         )
+    return checkpoint
+
+
+def check_resume_classes(checkpoint: dict | None, ckpt_path, class_names: list[str]) -> None:
+    """A resumed run trains on the classes its checkpoint was trained on."""
+    if checkpoint is None:
+        return
     trained = list(checkpoint["hyper_parameters"].get("class_names") or [])
     if trained and trained != list(class_names):
         raise CheckpointError(
@@ -175,16 +184,19 @@ def check_run_directory(run_dir: Path, model: nn.Module) -> None:
 
 
 # -- all of it, in the order stroke-train needs it -----------------------------------------
-def check_config(cfg) -> None:
-    """What the config alone shows, before any data is read (seconds, not a cache build)."""
+def check_config(cfg, ckpt_path: str | None = None) -> dict | None:
+    """What the config alone shows, before any data is read (seconds, not a cache build).
+
+    Returns the checkpoint to resume from, already read safely (or None)."""
     if cfg.get("trainer"):
         check_trainer_config(cfg.trainer)
+    return check_resume_checkpoint(ckpt_path) if cfg.get("train", True) else None
 
 
-def check_run(cfg, datamodule, model, ckpt_path: str | None) -> None:
+def check_run(cfg, datamodule, model, checkpoint: dict | None = None) -> None:
     """What needs the data and the model, before the first epoch."""
     check_batches(datamodule, model, str(cfg.model.backbone.name))
     if cfg.get("train", True):
         check_validation(datamodule, cfg.get("monitor"), cfg.get("trainer") or {})
-        check_resume_checkpoint(ckpt_path, datamodule.class_names)
+        check_resume_classes(checkpoint, cfg.get("ckpt_path"), datamodule.class_names)
     check_run_directory(Path(cfg.paths.output_dir), model)

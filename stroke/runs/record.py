@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from stroke.errors import StorageError
+from stroke.io import atomic_write_text
 from stroke.runs.interrupt import signal_of
 
 log = logging.getLogger(__name__)
@@ -29,10 +32,14 @@ HPARAM_KEYS = ("seed", "monitor", "task_name")
 
 
 def write_status(run_dir: Path, status: str, **fields: Any) -> Path:
-    """Write `<run_dir>/status.json`: running / finished / failed, where and when, and the error."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / STATUS_FILE
+    """Write `<run_dir>/status.json`: running / finished / failed / interrupted, where and
+    when, and the error.
+
+    Atomically (stroke.io); on a full disk, where no new file can be written, the record
+    (without its traceback) overwrites the existing file in place, so the run still says
+    why it failed.
+    """
+    path = Path(run_dir) / STATUS_FILE
     previous = read_status(run_dir) or {}
     record = {
         "status": status,
@@ -42,10 +49,30 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> Path:
         **({"ended": _now()} if status != RUNNING else {}),
         **fields,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)  # a reader never sees half a file
+    try:
+        atomic_write_text(path, json.dumps(record, indent=2, default=str))
+    except StorageError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not _overwrite_in_place(path, record):
+            raise
     return path
+
+
+def _overwrite_in_place(path: Path, record: dict[str, Any]) -> bool:
+    """Rewrite an existing file within the blocks it already has (no new space needed)."""
+    compact = {k: v for k, v in record.items() if k != "traceback"}
+    data = json.dumps(compact, default=str).encode()
+    try:
+        allocated = path.stat().st_blocks * 512
+        if len(data) > allocated:
+            return False
+        with open(path, "r+b") as fh:
+            fh.write(data)
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
