@@ -85,6 +85,38 @@ def training_position(trainer: Any) -> tuple[int, int] | None:
 
 
 def seed_transform(transform: Any, seed: int) -> None:
-    """Seed an albumentations pipeline for one image (other callables are left as they are)."""
-    if hasattr(transform, "set_random_state"):
-        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    """Seed an albumentations pipeline for one image (other callables are left as they are).
+
+    The pipeline gets its own NumPy and Python generators once; each image then only resets
+    their states (a few microseconds, where new generators cost tens).
+    """
+    if not hasattr(transform, "set_random_state"):
+        return
+    generators = getattr(transform, _GENERATORS, None)
+    if generators is None:
+        generators = (np.random.Generator(np.random.PCG64(seed)), random.Random(seed))
+        transform.set_random_state(*generators)
+        setattr(transform, _GENERATORS, generators)
+    numpy_rng, python_rng = generators
+    numpy_rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": _mix(seed), "inc": _PCG_INCREMENT},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    python_rng.seed(seed)
+
+
+_GENERATORS = "_stroke_generators"
+_PCG_INCREMENT = (0xDA3E39CB94B95BDB << 1) | 1
+
+
+def _mix(seed: int) -> int:
+    """A 128-bit PCG state from a seed (SplitMix64 twice): nearby seeds, unrelated streams."""
+    out = 0
+    for round_ in range(2):
+        z = (seed + (round_ + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        out = (out << 64) | (z ^ (z >> 31))
+    return out
