@@ -39,3 +39,14 @@ class MarkEpoch(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             open(self.path, "w").close()  # noqa: SIM115
+
+
+class CrashAt(Callback):
+    """Raise at the start of batch `batch` of epoch `epoch`: a crash, nothing saved at it."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise RuntimeError(f"crash injected at epoch {self.epoch}, batch {self.batch}")

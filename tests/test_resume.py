@@ -104,3 +104,22 @@ def test_kill_9_mid_epoch_then_resume_from_last_ckpt_ends_as_the_uninterrupted_r
     assert len(list((run_dir / ".hydra").glob("resumed_*/config.yaml"))) == 1
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
     assert_same_run(run_dir, uninterrupted)
+
+
+def test_a_crash_after_a_step_checkpoint_resumes_mid_epoch_exactly(
+    phantom_dir, uninterrupted, tmp_path
+):
+    """`+callbacks.last_checkpoint.every_n_train_steps=N` for long epochs: a crash loses at
+    most N steps, and the resume from the mid-epoch last.ckpt is as exact as any other."""
+    overrides = [*RESUMABLE, f"data.root={phantom_dir}",
+                 "+callbacks.last_checkpoint.every_n_train_steps=3"]  # fmt: skip
+    crash = ["+callbacks.fault._target_=faults.CrashAt", "+callbacks.fault.epoch=2",
+             "+callbacks.fault.batch=0"]  # fmt: skip
+    with pytest.raises(RuntimeError, match="crash injected"):
+        train(compose_train([*overrides, *crash], tmp_path))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    per_epoch = torch.load(uninterrupted / "checkpoints" / "last.ckpt")["global_step"] // 3
+    assert torch.load(last, weights_only=True)["global_step"] % per_epoch != 0  # mid-epoch
+
+    train(compose_train([*overrides, f"ckpt_path={last}"], tmp_path))
+    assert_same_run(tmp_path, uninterrupted)

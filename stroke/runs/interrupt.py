@@ -127,6 +127,14 @@ class GracefulStop(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module, exception: BaseException) -> None:
         self._restore()  # teardown is not called when fit raises
+        # Lightning's own SIGTERMException (a signal during validation): say what to resume from
+        last = last_checkpoint_path(trainer)
+        if (
+            signal_of(exception)
+            and getattr(exception, "checkpoint", None) is None
+            and last.is_file()
+        ):
+            exception.checkpoint = last
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
