@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, make_class_folders, run_main, write_image
+from commands import run_main
+from conftest import TINY, make_class_folders, write_image
 from dicom_factory import ct_dataset, non_image_objects, save
 from omegaconf import OmegaConf
 from test_nifti import ct_volume, write_volume

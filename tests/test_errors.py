@@ -8,7 +8,8 @@ import signal
 
 import pytest
 import torch
-from conftest import run_main, run_module
+from commands import run_main
+from conftest import run_module
 from hydra.errors import ConfigCompositionException, InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, run_main
+from commands import run_main
+from conftest import TINY
 
 from stroke.cli import train as train_cli
 from stroke.runs.resume import SLURM_NOTES
