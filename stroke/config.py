@@ -58,17 +58,33 @@ def _run_name() -> str:
     return current_run_name()
 
 
+def _run_dir(runs_dir: str, name: str, task: str, ckpt_path: str | None) -> str:
+    from stroke.runs.resume import run_dir_resolver  # imported on use, as above
+
+    return run_dir_resolver(runs_dir, name, task, ckpt_path)
+
+
+def _config_subdir(runs_dir: str, task: str, ckpt_path: str | None, now: str) -> str:
+    from stroke.runs.resume import config_subdir_resolver
+
+    return config_subdir_resolver(runs_dir, task, ckpt_path, now)
+
+
 def register_resolvers() -> None:
     """Make the configs' resolvers known to OmegaConf.
 
     `${stroke_home:}` (see stroke_home), `${auto_precision:<accelerator>}` (bf16 on GPUs that
-    support it, else fp32) and `${stroke_run_name:}` (loggers list a run by the overrides
-    that set it apart from the others of its sweep).
+    support it, else fp32), `${stroke_run_name:}` (loggers list a run by the overrides
+    that set it apart from the others of its sweep), and `${stroke_run_dir:...}` /
+    `${stroke_config_subdir:...}` (a resumed run continues in its own directory,
+    stroke/runs/resume.py).
     """
     resolvers = {
         "stroke_home": lambda: str(stroke_home()),
         "auto_precision": _auto_precision,
         "stroke_run_name": _run_name,
+        "stroke_run_dir": _run_dir,
+        "stroke_config_subdir": _config_subdir,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -14,7 +14,12 @@ from torchmetrics import MaxMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from stroke.errors import ConfigError
-from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
+from stroke.evaluation.epoch_metrics import (
+    class_support,
+    epoch_metrics,
+    flatten_metrics,
+    undefined_metrics,
+)
 from stroke.models import create_model
 
 # Keys of a scheduler config that Lightning reads, not the scheduler's constructor.
@@ -78,6 +83,9 @@ class StrokeClassifier(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
+        self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best score
+        #: `{metric: why}` for the metrics undefined on the last validation / test epoch
+        self.undefined_metrics: dict[str, str] = {}
         # Training loss and accuracy are summed on the device and logged once an epoch:
         # `self.log` on every step costs more than a small GPU step (experiments/benchmarks.md).
         self.register_buffer("train_sums", torch.zeros(2), persistent=False)
@@ -146,8 +154,7 @@ class StrokeClassifier(L.LightningModule):
 
     # -- epoch ends: metrics, best score, confusion matrix ---------------------------------
     def on_validation_epoch_end(self) -> None:
-        values = flatten_metrics(self.val_metrics.compute(), "val", self.class_names)
-        self.val_metrics.reset()
+        values = self._epoch_values(self.val_metrics, "val")
         monitored = self.hparams.monitor
         if monitored in values and not self.trainer.sanity_checking:
             self.val_best.update(torch.tensor(values[monitored]))
@@ -158,14 +165,31 @@ class StrokeClassifier(L.LightningModule):
         self._log_confusion(self.val_confusion, "val/confusion_matrix")
 
     def on_test_epoch_end(self) -> None:
-        values = flatten_metrics(self.test_metrics.compute(), "test", self.class_names)
-        self.test_metrics.reset()
+        values = self._epoch_values(self.test_metrics, "test")
         self.log_dict(values)
         self._log_confusion(self.test_confusion, "test/confusion_matrix")
 
+    def _epoch_values(self, metrics, split: str) -> dict[str, float]:
+        """The split's metrics; undefined ones are NaN, their reasons kept for metrics.json."""
+        computed = metrics.compute()
+        metrics.reset()
+        values = flatten_metrics(computed, split, self.class_names)
+        reasons = undefined_metrics(values, split, self.class_names, class_support(computed))
+        self.undefined_metrics = {
+            **{k: v for k, v in self.undefined_metrics.items() if not k.startswith(f"{split}/")},
+            **reasons,
+        }
+        return values
+
     def on_train_start(self) -> None:
-        # the sanity check must not seed the best score
-        self.val_best.reset()
+        # the sanity check must not seed the best score; a resumed run keeps its own
+        if not self.trainer.ckpt_path:
+            self.val_best.reset()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints from before the best score was saved: it starts afresh
+        for key, value in self.val_best.state_dict(prefix="val_best.").items():
+            checkpoint["state_dict"].setdefault(key, value)
 
     def _log_confusion(self, metric: MulticlassConfusionMatrix, tag: str) -> None:
         matrix = metric.compute()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +74,16 @@ def compose_train(overrides: list[str], run_dir: Path) -> DictConfig:
     return cfg
 
 
-def run_module(module: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m <module> <args>` as a user runs the console script; output captured as text."""
+def run_module(
+    module: str, *args: object, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as a user runs the console script; output captured as text.
+
+    `env` adds variables to this process's environment.
+    """
     cmd = [sys.executable, "-m", module, *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 def write_image(path: Path, array: np.ndarray) -> Path:

@@ -118,12 +118,14 @@ def test_weighted_sampler_balances_classes(tmp_path):
     targets = dm.datasets["train"].targets
     assert Counter(targets)[1] / len(targets) < 0.15  # imbalanced on disk
     loader = dm.train_dataloader()
-    drawn = [targets[i] for _ in range(20) for i in loader.sampler]
+    drawn = [targets[i] for _ in range(20) for i, _seed in loader.sampler]
     assert len(drawn) == 20 * len(targets)  # an epoch is still one pass worth of images
     assert abs(Counter(drawn)[1] / len(drawn) - 0.5) < 0.05
     plain = StrokeDataModule(FolderSource(root), image_size=16, num_workers=0, leakage="off")
     plain.setup("fit")
-    assert type(plain.train_dataloader().sampler).__name__ == "RandomSampler"
+    shuffled = plain.train_dataloader().sampler
+    assert shuffled.weights is None  # a permutation: each image once an epoch
+    assert sorted(i for i, _seed in shuffled) == list(range(len(plain.datasets["train"])))
 
 
 def test_unknown_sampler_is_named():

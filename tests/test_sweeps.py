@@ -174,6 +174,9 @@ def test_optuna_study_killed_after_its_first_trial_resumes_to_n_distinct_trials(
         assert float(rows[str(trial.number)]["best val/f1"]) == trial.value
     killed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert [rows[str(t.number)]["status"] for t in killed] == ["failed"]
+    # exactly n_trials finished, none twice, none lost: what the results file counts too
+    assert OmegaConf.load(study_dir / "optimization_results.yaml").n_complete == 3
+    assert sorted(t.number for t in complete) == sorted(set(kept) | set(launched))
     # what was searched and what the command fixed, as a grid's multirun.yaml tells
     saved = OmegaConf.load(study_dir / "multirun.yaml")
     assert "model=cnn_small" in saved.hydra.overrides.task

@@ -6,7 +6,6 @@ what each measures are described in stroke/bench/__init__.py and docs/speed.md.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hydra
@@ -15,10 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from stroke.bench.run import run_bench
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
+from stroke.io import atomic_write_json, atomic_write_text
 from stroke.warnings_filter import quiet_third_party_warnings
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def main(cfg: DictConfig) -> None:
     """Run the benchmark, print the table and keep it as bench.md / bench.json in the run dir."""
@@ -32,9 +34,9 @@ def main(cfg: DictConfig) -> None:
     command = " ".join(["stroke-bench", *given])
     text = f"{report.markdown()}\n\ncommand: `{command}`\n"
     run_dir = Path(cfg.paths.output_dir)
-    (run_dir / "bench.md").write_text(text)
+    atomic_write_text(run_dir / "bench.md", text)
     figures = {"command": command, **report.figures}
-    (run_dir / "bench.json").write_text(json.dumps(figures, indent=2))
+    atomic_write_json(run_dir / "bench.json", figures)
     print(f"\n{text}")
 
 

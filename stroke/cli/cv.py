@@ -9,12 +9,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.runs.cross_validation import SUMMARY_MD, write_cv_summary
 from stroke.warnings_filter import quiet_third_party_warnings
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="cv")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-cv`: prints the summary and where it was written."""

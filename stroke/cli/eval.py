@@ -16,10 +16,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
 from stroke.inference.checkpoint import load_classifier, run_config_of
+from stroke.inference.consistency import align_preprocessing, check_windows
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.eval")
@@ -49,14 +51,20 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     """Load the checkpoint safely, rebuild its data, predict val and test, write the report."""
     classifier = load_classifier(cfg.ckpt_path)
     data_cfg, origin = data_config(cfg)
+    # size, channels, normalisation as in training, unless the command line sets them
+    data_cfg, preprocessing = align_preprocessing(
+        data_cfg, classifier.preprocessing, _cli_overrides()
+    )
     datamodule = instantiate(data_cfg)
     datamodule.setup("test")
+    check_windows(datamodule.preprocessing, classifier.preprocessing, _cli_overrides())
     classifier.check_matches(datamodule.class_names, datamodule.in_chans, f"the data ({origin})")
     out_dir = Path(cfg.paths.output_dir)
     context = {
         "checkpoint": str(classifier.path),
         "backbone": classifier.backbone.get("name"),
         "data": origin,
+        "preprocessing": preprocessing,
         "data source": repr(datamodule.source),
     }
     result = evaluate_and_report(
@@ -76,6 +84,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     return result
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-eval`."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.inference.checkpoint import load_classifier
@@ -38,6 +39,7 @@ def export_checkpoint(cfg: DictConfig) -> tuple[Path, float]:
     return output, difference
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-export`; fails when the parity check does."""

@@ -1,7 +1,9 @@
 """`stroke-predict ckpt_path=... inputs=<file|folder|glob>`: a CSV of class probabilities.
 
 Each input gets a row; a file that cannot be read gets its error in the `error` column
-and the others carry on. The exit status is 1 when any file failed.
+and the others carry on. The exit status is 3 (a data error) when any file failed. Files of
+the input folders that are not predicted (not an image or DICOM file) are named in
+`skipped.csv` beside the predictions.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
+from stroke.data.audit import SKIPPED_CSV, summarize, unused_inputs, write_left_out
 from stroke.data.preprocessing import Preprocessing
-from stroke.errors import ConfigError
+from stroke.errors import ConfigError, DatasetError
 from stroke.hardware import resolve_device, resolve_num_workers
 from stroke.inference.checkpoint import load_classifier
+from stroke.inference.consistency import describe
 from stroke.inference.onnx_export import read_onnx_metadata
 from stroke.inference.predictor import (
     FilePrediction,
@@ -30,6 +35,7 @@ from stroke.inference.predictor import (
     predict_files,
     resolve_inputs,
 )
+from stroke.io import atomic_writer
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.predict")
@@ -60,7 +66,12 @@ def _model_description(cfg: DictConfig):
             )
         preprocessing = Preprocessing(overrides["image_size"], classifier.in_chans)
     elif overrides:
+        log.warning(
+            "image_size=%s overrides the %s px the model was trained at",
+            overrides["image_size"], preprocessing.image_size,
+        )  # fmt: skip
         preprocessing = preprocessing.with_image_size(overrides["image_size"])
+    log.info("preprocessing: %s", describe(preprocessing))
     return classes, preprocessing, classifier
 
 
@@ -88,14 +99,14 @@ def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
         raise ConfigError("explain=true needs ckpt_path= (Grad-CAM runs on the PyTorch model)")
     device = resolve_device(cfg.device)
     backend = _backend(cfg, classifier, device)
-    paths = resolve_inputs(
-        OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
-    )
+    inputs = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
+    paths = resolve_inputs(inputs)
     output_csv = Path(cfg.output_csv)
+    _report_left_out(inputs, paths, output_csv.parent)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
     explain_dir = Path(cfg.explain_dir) if cfg.explain else None
     failures = 0
-    with output_csv.open("w", newline="") as fh:
+    with atomic_writer(output_csv, "w", newline="") as fh:
         writer = csv.writer(fh)
         header = [
             "path",
@@ -135,6 +146,18 @@ def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     return output_csv, len(paths), failures
 
 
+def _report_left_out(inputs, paths: list[Path], out_dir: Path) -> None:
+    """Files in the input folders that are not predicted: counted, named, in skipped.csv."""
+    items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    folders = [Path(str(i)).expanduser() for i in items if Path(str(i)).expanduser().is_dir()]
+    left_out = unused_inputs(folders, paths)
+    if write_left_out(left_out, out_dir / SKIPPED_CSV):
+        for notable in (True, False):
+            line = summarize(left_out, "the input folders", notable)
+            if line:
+                log.log(logging.WARNING if notable else logging.INFO, "%s", line)
+
+
 def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Path) -> dict:
     """Save a Grad-CAM overlay per readable image, for its predicted class."""
     from stroke.explain.gradcam import grad_cams, overlay
@@ -158,14 +181,17 @@ def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Pat
     return saved
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 def main(cfg: DictConfig) -> None:
-    """Entry point of `stroke-predict`; exits with status 1 when any input failed."""
+    """Entry point of `stroke-predict`; exits with status 3 when any input failed."""
     quiet_third_party_warnings()
     output_csv, total, failures = run_prediction(cfg)
     print(f"predictions: {output_csv} ({total - failures} of {total} files predicted)")
     if failures:
-        raise SystemExit(f"{failures} of {total} files could not be read; see the error column")
+        raise DatasetError(
+            f"{failures} of {total} files could not be read; see the error column of {output_csv}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.runs.collect import collect_runs
@@ -78,6 +79,7 @@ def _plot(runs, table, cfg: DictConfig) -> None:
     print(f"plot: {path}", file=sys.stderr if cfg.format != "table" else sys.stdout)
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="runs")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-runs`."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.synth.phantom import PhantomConfig, generate_phantom
 from stroke.warnings_filter import quiet_third_party_warnings
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="synth")
 def main(cfg: DictConfig) -> None:
     """Generate (or find) the phantom and print where its manifest is."""

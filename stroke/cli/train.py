@@ -6,7 +6,6 @@ is written into `<run>/eval/`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,8 +16,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stroke.build import build_datamodule, build_model, build_trainer
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
+from stroke.data.audit import SKIPPED_CSV
+from stroke.io import atomic_write_json
+from stroke.runs.interrupt import GracefulStop
+from stroke.runs.preflight import check_config, check_run
 from stroke.runs.record import RunRecorder, log_hparams
+from stroke.runs.resume import checkpoint_to_resume, note_slurm_run
+from stroke.runs.rng_state import RngState
+from stroke.runs.summary import run_summary
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.train")
@@ -57,18 +64,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment and return its metrics (also written to `<run dir>/metrics.json`)."""
     started = time.time()
     run_dir = Path(cfg.paths.output_dir)
+    note_slurm_run(run_dir)  # a requeued attempt of this SLURM job continues here
+    ckpt_path = checkpoint_to_resume(cfg.get("ckpt_path"), run_dir)
+    resumed = check_config(cfg, ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     datamodule.write_splits(run_dir / "splits.csv")
     datamodule.write_leakage_report(run_dir / "leakage.csv")
+    datamodule.write_left_out(run_dir / SKIPPED_CSV)
     _warn_double_balancing(cfg)
     model = build_model(cfg, datamodule)
-    trainer = build_trainer(cfg)
+    check_run(cfg, datamodule, model, resumed)
+    trainer = build_trainer(cfg, extra_callbacks=[GracefulStop(), RngState()])
 
     if cfg.train:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
     if cfg.test:
@@ -81,27 +93,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update(test_results[0] if test_results else {})
     log_hparams(trainer.loggers, cfg, metrics)  # TensorBoard's HPARAMS view compares sweeps
 
-    summary = {
-        "metrics": metrics,
-        "best_model_path": _best_checkpoint(trainer) or None,
-        "epochs": trainer.current_epoch,
-        "wall_time_s": round(time.time() - started, 2),
-        "classes": datamodule.class_names,
-        "fold": cfg.data.get("fold"),
-        "folds": cfg.data.get("folds") if cfg.data.get("fold") is not None else None,
-        "eval_dir": None,
-    }
+    summary = run_summary(
+        cfg, trainer, model, datamodule, metrics, started, _best_checkpoint(trainer)
+    )
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+        atomic_write_json(run_dir / "metrics.json", summary, sort_keys=True)
         # after metrics.json is safe on disk: a failing report must not lose the run's summary
         if cfg.test and cfg.get("evaluation") and len(datamodule.datasets["test"]):
             summary["eval_dir"] = str(evaluate_test_split(cfg, model, datamodule, trainer))
-            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+            atomic_write_json(run_dir / "metrics.json", summary, sort_keys=True)
         log.info("run directory: %s", run_dir)
         print(f"run directory: {run_dir}")
     return metrics
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""

@@ -9,9 +9,18 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from stroke.config import cache_home
+from stroke.data.audit import (
+    LeftOut,
+    audit_samples,
+    check_files,
+    left_out_files,
+    split_warnings,
+    summarize,
+    write_left_out,
+)
 from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
@@ -28,6 +37,7 @@ from stroke.data.samples import (
     resolve_classes,
     write_splits_csv,
 )
+from stroke.data.sampling import EpochSampler, training_position
 from stroke.data.sources import DecodingSource, ImageSource
 from stroke.data.splits import assign_splits, check_no_patient_overlap
 from stroke.errors import ConfigError, DatasetError
@@ -106,6 +116,9 @@ class StrokeDataModule(L.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "images"
         self.image_cache = None
         self.samples: list[Sample] | None = None
+        #: files of the data folder not used, and why; one line per kind of problem
+        self.left_out: list[LeftOut] = []
+        self.data_warnings: list[str] = []
         self.class_names: list[str] = []
         self.datasets: dict[str, ImageClassificationDataset] = {}
 
@@ -140,6 +153,10 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         write_splits_csv(self.samples, Path(path))
 
+    def write_left_out(self, path: str | Path) -> None:
+        """Record every file of the data folder the run does not use, and why (skipped.csv)."""
+        write_left_out(self.left_out, Path(path))
+
     def write_leakage_report(self, path: str | Path) -> None:
         """Record the near-duplicate pairs found across splits (nothing when there are none)."""
         if self.near_duplicates:
@@ -161,12 +178,10 @@ class StrokeDataModule(L.LightningDataModule):
         samples = self.source.load()
         if not samples:
             raise DatasetError(f"{where} holds no images")
-        empty = [s.path for s in samples if s.path.stat().st_size == 0]
-        if empty:
-            raise DatasetError(
-                f"{len(empty)} image file(s) are empty (0 bytes), e.g. {empty[0]}; "
-                "re-export or remove them"
-            )
+        # nothing left out without a word: named in the log and in skipped.csv
+        samples, self.left_out = audit_samples(samples, where)
+        self.left_out += left_out_files(self.source, samples, self.left_out)
+        check_files(samples)
         samples = apply_class_map(samples, self.class_map)
         if not samples:
             raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
@@ -185,6 +200,12 @@ class StrokeDataModule(L.LightningDataModule):
             self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
         # whatever the source and split scheme, a patient in two splits is leakage
         check_no_patient_overlap(self.samples)
+        self.data_warnings = [w for w in [summarize(self.left_out, where)] if w]
+        self.data_warnings += split_warnings(self.samples, self.class_names)
+        for warning in self.data_warnings:
+            log.warning("data: %s", warning)
+        if expected := summarize(self.left_out, where, notable=False):
+            log.info("data: %s", expected)
         # decode now, so a missing codec or a bad window fails before training: the cache
         # build decodes every image once; without a cache, decode the first one
         if self.cache:
@@ -227,29 +248,35 @@ class StrokeDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()
         pin = pin_memory(self.pin_memory)
-        sampler = self._weighted_sampler() if shuffle and self.sampler == "weighted" else None
         # A last training batch of a single image breaks batch norm: drop that one image
         # (a different one each epoch, as the order is shuffled); other short batches stay.
         size = len(self.datasets[split])
         drop_last = shuffle and size > self.batch_size and size % self.batch_size == 1
+        # order and augmentation from (seed, epoch): reproducible, and resumable mid-epoch
+        sampler = self._epoch_sampler(size) if shuffle else None
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=pin,
             drop_last=drop_last,
+            # worker seeds from here, not from the global RNG the model's dropout draws on
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def _weighted_sampler(self) -> WeightedRandomSampler:
-        """Draw training images with probability 1 / (images of their class): balanced batches."""
-        counts = self.class_counts("train")
-        targets = torch.tensor(self.datasets["train"].targets)
-        weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
-        generator = torch.Generator().manual_seed(self.seed)
-        return WeightedRandomSampler(weights, len(targets), replacement=True, generator=generator)
+    def _epoch_sampler(self, size: int) -> EpochSampler:
+        """Shuffled, or with `data.sampler=weighted` drawn with probability 1 / (images of
+        their class): balanced batches."""
+        weights = None
+        if self.sampler == "weighted":
+            counts = self.class_counts("train")
+            targets = torch.tensor(self.datasets["train"].targets)
+            weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
+        return EpochSampler(
+            size, self.seed, self.batch_size, weights, lambda: training_position(self.trainer)
+        )
 
     def _cached_loader(self) -> Callable:
         """The loader answered from the image cache (built here on first use)."""

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
+from stroke.data.sampling import seed_transform
 
 
 class ImageClassificationDataset(Dataset):
@@ -32,9 +33,13 @@ class ImageClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        # (index, augmentation seed) from EpochSampler: the same augmentation in every run
+        index, seed = index if isinstance(index, tuple) else (index, None)
         # the whole sample, not its path: slices of one volume share a path
         image = self.loader(self.samples[index])
         if self.transform is not None:
+            if seed is not None:
+                seed_transform(self.transform, seed)
             image = self.transform(image=image)["image"]
         return self.preprocessing.to_tensor(image), self.targets[index]

@@ -111,10 +111,13 @@ class DicomSource:
     # -- listing ---------------------------------------------------------------------------
     def load(self) -> list[Sample]:
         """Scan the tree and return one sample per image (per frame of multi-frame files)."""
+        self.left_out: list[tuple[str, str]] = []  # (file, why): the run's skipped.csv
         images = self._scan()
         _require_decoders(images)
         labels = self._labels(images)
         labelled = [img for img in images if img.path in labels]
+        self.left_out += [(str(i.path), f"no label in {self.labels_csv}") for i in images
+                          if i.path not in labels]  # fmt: skip
         if len(labelled) < len(images):
             log.warning(
                 "dicom: %d image(s) under %s have no label in %s and are left out",
@@ -162,6 +165,7 @@ class DicomSource:
             if reason:
                 skipped[reason] += 1
                 example.setdefault(reason, path)
+                self.left_out.append((str(path), reason))
                 continue
             images.append(_image_record(path, path.relative_to(root).as_posix(), ds))
         summary = ", ".join(

@@ -9,13 +9,45 @@ from pathlib import Path
 from stroke.errors import DatasetError
 
 
+def read_csv_rows(csv_path: Path, key: str) -> list[list[str]]:
+    """The rows of a CSV; a file that is not text CSV is a DatasetError naming it and the line."""
+    rows: list[list[str]] = []
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            for row in reader:
+                rows.append(row)
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{key}={str(csv_path)!r} is not UTF-8 text (line {_undecodable_line(csv_path)}: "
+            f"{err.reason}); expected a CSV file",
+            hint="save it as CSV (UTF-8) from your spreadsheet program",
+        ) from err
+    except csv.Error as err:
+        raise DatasetError(
+            f"{key}={str(csv_path)!r} line {len(rows) + 1}: {err}; expected a CSV file"
+        ) from err
+    except OSError as err:
+        raise DatasetError(f"{key}={str(csv_path)!r} cannot be read: {err.strerror}") from err
+    return rows
+
+
+def _undecodable_line(csv_path: Path) -> int:
+    """The first line of the file that is not UTF-8 (the reader decodes ahead in chunks)."""
+    for number, line in enumerate(csv_path.read_bytes().splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 1
+
+
 def read_label_table(csv_path: str | Path, key_column: str, label_column: str) -> dict[str, str]:
     """Read `key -> label` from a CSV; a key labelled twice with different labels is an error."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DatasetError(f"CSV of labels {str(csv_path)!r} does not exist (source.labels_csv)")
-    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    rows = read_csv_rows(csv_path, "source.labels_csv")
     if not rows:
         raise DatasetError(f"CSV of labels {csv_path} is empty")
     header = [h.strip() for h in rows[0]]

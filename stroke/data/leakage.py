@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from stroke.data.samples import SPLITS, Sample
 from stroke.errors import DatasetError
+from stroke.io import atomic_writer
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,7 @@ def resolve_leakage_mode(mode: str | bool | None) -> str:
 
 def write_leakage_csv(duplicates: Sequence[NearDuplicate], path: Path) -> None:
     """Record the pairs found, one row each, for the run directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_writer(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             [

@@ -141,6 +141,9 @@ class NiftiSource:
         """One sample per kept axial slice of every volume, volumes in path order."""
         volumes = self._volumes()
         labels = self._labels(volumes)
+        self.left_out = [
+            (str(p), f"no label in {self.labels_csv}") for p in volumes if p not in labels
+        ]
         samples = []
         for path in volumes:
             if path not in labels:

@@ -116,9 +116,10 @@ def write_splits_csv(samples: Sequence[Sample], path: Path) -> None:
     A `slice_index` column is added only when samples are slices of multi-image files,
     so one-image-per-file datasets keep the four-column file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from stroke.io import atomic_writer
+
     with_slices = any(s.slice_index is not None for s in samples)
-    with path.open("w", newline="") as fh:
+    with atomic_writer(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "label", "patient_id", "split"] + ["slice_index"] * with_slices)
         for s in samples:

@@ -8,13 +8,13 @@ DICOM and NIfTI sources, which also decode their own format, live in their own m
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from stroke.data.label_table import read_csv_rows
 from stroke.data.samples import Sample, compile_patient_regex, patient_id_from_name
 from stroke.errors import DatasetError
 
@@ -203,8 +203,7 @@ class CsvSource:
                 f"CSV of labels {str(self.csv_path)!r} does not exist (source.csv_path)"
             )
         image_root = self.image_root or self.csv_path.parent
-        with self.csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
+        rows = read_csv_rows(self.csv_path, "source.csv_path")
         if not rows:
             raise DatasetError(f"CSV of labels {self.csv_path} is empty")
         # Real exports carry stray spaces around headers ("id, hemorrhage") and values.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from stroke.errors import DatasetError
 from stroke.evaluation.metrics import (
     bootstrap_intervals,
     classification_scores,
@@ -151,7 +152,10 @@ def evaluate_predictions(
     config = config or EvaluationConfig()
     class_names = list(class_names)
     if len(test) == 0:
-        raise ValueError("the test split holds no images: nothing to evaluate")
+        raise DatasetError(
+            "the test split holds no images: nothing to evaluate",
+            hint="raise data.test_fraction, or give a test/ folder (data=presplit)",
+        )
     by_patient = has_patient_groups(test.patient_ids)
     val_arrays = (val.targets, val.probs) if val is not None and len(val) else None
     result: dict[str, object] = {
@@ -181,6 +185,7 @@ def evaluate_predictions(
         ),
         "patient_level": {},
     }
+    result["warnings"] = split_class_warnings(test, val, class_names)
     if not by_patient:
         result["patient_level_skipped"] = (
             "every test image has its own patient id: patient level equals image level"
@@ -198,6 +203,35 @@ def evaluate_predictions(
         level["n_patients"] = level.pop("n_images")
         result["patient_level"][how] = level
     return result
+
+
+def split_class_warnings(
+    test: SplitPredictions, val: SplitPredictions | None, class_names: Sequence[str]
+) -> list[str]:
+    """A line for each class a split has no image of: what is undefined (null) because of it."""
+    warnings = []
+    for split in (test, val):
+        if split is None or not len(split):
+            continue
+        present = set(np.asarray(split.targets).tolist())
+        for k, name in enumerate(class_names):
+            if k in present:
+                continue
+            what = (
+                "recall, specificity-based operating points, ROC AUC and average precision"
+                if split.split == "test"
+                else "a validation-chosen threshold"
+            )
+            warnings.append(
+                f"the {split.split} split ({len(split)} images) has no image of class "
+                f"{name!r}: its {what} are undefined (null), and macro means leave it out"
+            )
+        if len(present) == 1:
+            warnings.append(
+                f"every {split.split} image is of one class: accuracy says nothing about the "
+                "other classes, and ROC AUC is undefined"
+            )
+    return warnings
 
 
 def chosen_thresholds(result: dict[str, object]) -> list[OperatingPoint]:

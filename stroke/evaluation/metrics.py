@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from stroke.errors import ConfigError
+
 #: Metrics with a value per class and a macro mean.
 PER_CLASS_METRICS = ("precision", "recall", "specificity", "f1", "roc_auc", "average_precision")
 #: Metrics with one value for all classes.
@@ -174,9 +176,9 @@ def bootstrap_intervals(
     it) is left out of that value's interval.
     """
     if not 0 < level < 1:
-        raise ValueError(f"evaluation.ci_level must be in (0, 1), got {level!r}")
+        raise ConfigError(f"evaluation.ci_level must be in (0, 1), got {level!r}")
     if n_boot < 1:
-        raise ValueError(f"evaluation.n_boot must be >= 1, got {n_boot!r}")
+        raise ConfigError(f"evaluation.n_boot must be >= 1, got {n_boot!r}")
     rng = np.random.default_rng(seed)
     if groups is None:
         members = [np.array([i]) for i in range(n_items)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +22,9 @@ from stroke.evaluation.plots import (
     plot_reliability,
     plot_roc,
 )
+from stroke.io import atomic_write_json, atomic_write_text, atomic_writer
+
+log = logging.getLogger(__name__)
 
 #: Rows of the headline table, in reading order.
 HEADLINE = (
@@ -66,15 +69,19 @@ def write_evaluation(
         "report": "report.md",
         "classification_report": "classification_report.txt",
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False))
-    (out / "classification_report.txt").write_text(_classification_text(test, class_names, result))
-    (out / "report.md").write_text(_markdown(result, figures, class_names))
+    for warning in result["warnings"]:
+        log.warning("evaluation: %s", warning)
+    atomic_write_json(out / "metrics.json", result, allow_nan=False)
+    atomic_write_text(
+        out / "classification_report.txt", _classification_text(test, class_names, result)
+    )
+    atomic_write_text(out / "report.md", _markdown(result, figures, class_names))
     return result
 
 
 def write_predictions_csv(path: Path, split: SplitPredictions, class_names: Sequence[str]) -> None:
     """One row per image: path, patient, true and predicted class, a probability per class."""
-    with path.open("w", newline="") as fh:
+    with atomic_writer(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             ["path", "patient_id", "label", "predicted", *[f"prob_{c}" for c in class_names]]
@@ -238,6 +245,8 @@ def _markdown(
     lines = ["# Evaluation report", ""]
     for key, value in result.get("context", {}).items():
         lines.append(f"- **{key}**: `{value}`")
+    for warning in result.get("warnings", []):
+        lines.append(f"- **warning**: {warning}")
     lines += [
         f"- **classes**: {', '.join(class_names)} "
         f"(index 0, `{class_names[0]}`, is the negative class)",

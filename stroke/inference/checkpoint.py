@@ -9,6 +9,7 @@ records its preprocessing (image size, channels, normalization) as plain values.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from stroke.data.preprocessing import Preprocessing
-from stroke.errors import ConfigError
+from stroke.errors import CheckpointError, ConfigError
 from stroke.models import create_model
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class LoadedClassifier:
     def check_matches(self, class_names: Sequence[str], in_chans: int, where: str) -> None:
         """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
         if list(class_names) != self.class_names or in_chans != self.in_chans:
-            raise ConfigError(
+            raise CheckpointError(
                 f"checkpoint {self.path} was trained on classes {self.class_names} with "
                 f"in_chans={self.in_chans}, but {where} gives classes {list(class_names)} with "
                 f"in_chans={in_chans}; evaluate it on data with the same classes (data.classes, "
@@ -53,19 +54,35 @@ def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's contents, loaded with weights_only=True (tensors and plain values only)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
+        raise CheckpointError(f"ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # an unpickling error names the offending global
-        raise ConfigError(
-            f"ckpt_path={str(path)!r} cannot be loaded safely (weights_only=True): {err}"
-        ) from err
+        raise CheckpointError(f"ckpt_path={str(path)!r} {_unreadable(err)}") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} holds a {type(checkpoint).__name__}, not a checkpoint"
+        )
     missing = [k for k in ("state_dict", "hyper_parameters") if k not in checkpoint]
     if missing:
-        raise ConfigError(
+        raise CheckpointError(
             f"ckpt_path={str(path)!r} is not a stroke-train checkpoint: it has no {missing}"
         )
     return checkpoint
+
+
+def _unreadable(err: Exception) -> str:
+    """Why torch could not load a file, without torch's advice to load it unsafely."""
+    text = str(err)
+    unsafe = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"cannot be loaded safely: it asks to unpickle {unsafe.group(1)}, which could run "
+            "code from the file (stroke loads checkpoints with weights_only=True)"
+        )
+    if "zip archive" in text or "central directory" in text or "magic number" in text:
+        return "is not a readable PyTorch checkpoint (truncated, or another kind of file)"
+    return f"cannot be loaded safely (weights_only=True): {' '.join(text.split())[:300]}"
 
 
 def load_classifier(path: str | Path) -> LoadedClassifier:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from stroke.runs.record import FAILED, FINISHED, RUNNING, read_status
+from stroke.runs.record import FAILED, FINISHED, INTERRUPTED, RUNNING, read_status
 
 #: Files that make a folder a run directory.
 _RUN_MARKERS = (".hydra", "metrics.json", "status.json")
@@ -93,10 +93,10 @@ def read_run(run_dir: Path, root: Path | None = None) -> RunRecord:
 
 
 def _status(summary: dict, status_record: dict) -> tuple[str, str | None]:
-    """finished / failed / running, from status.json when there is one, else from metrics.json."""
+    """finished / failed / interrupted / running: from status.json, else from metrics.json."""
     status = status_record.get("status")
-    if status == FAILED:
-        return FAILED, status_record.get("error")
+    if status in (FAILED, INTERRUPTED):
+        return status, status_record.get("error")
     if status == FINISHED or (status is None and summary.get("metrics") is not None):
         return FINISHED, None
     if status == RUNNING and _process_gone(status_record):

@@ -22,6 +22,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from stroke.errors import DatasetError
+from stroke.io import atomic_write_json, atomic_write_text
+
 log = logging.getLogger(__name__)
 
 SUMMARY_JSON = "cv_summary.json"
@@ -73,7 +76,7 @@ def summarize(runs: list[FoldRun], prefix: str = "test/") -> list[dict[str, Any]
         repeated = sorted({f for f in folds if folds.count(f) > 1})
         if repeated:
             dirs = [str(r.run_dir) for r in members if r.fold in repeated]
-            raise ValueError(f"fold(s) {repeated} appear more than once in one group: {dirs}")
+            raise DatasetError(f"fold(s) {repeated} appear more than once in one group: {dirs}")
         names = sorted({k for r in members for k in r.metrics if k.startswith(prefix)})
         metrics = {}
         for name in names:
@@ -129,7 +132,7 @@ def write_cv_summary(multirun_dir: str | Path, out_dir: str | Path | None = None
         raise FileNotFoundError(f"multirun directory {str(multirun_dir)!r} does not exist")
     runs = collect_fold_runs(multirun_dir)
     if not runs:
-        raise ValueError(
+        raise DatasetError(
             f"no cross-validation runs under {multirun_dir}: expected run directories with "
             "metrics.json from `stroke-train -m data.fold=0,1,...`"
         )
@@ -138,8 +141,8 @@ def write_cv_summary(multirun_dir: str | Path, out_dir: str | Path | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"multirun_dir": str(multirun_dir), "groups": groups}
     json_path = out_dir / SUMMARY_JSON
-    json_path.write_text(json.dumps(doc, indent=2))
-    (out_dir / SUMMARY_MD).write_text(to_markdown(groups, multirun_dir))
+    atomic_write_json(json_path, doc)
+    atomic_write_text(out_dir / SUMMARY_MD, to_markdown(groups, multirun_dir))
     return json_path
 
 

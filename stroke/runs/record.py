@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -14,10 +15,16 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from stroke.errors import StorageError
+from stroke.io import atomic_write_text
+from stroke.runs.interrupt import signal_of
+
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 FINISHED, FAILED, RUNNING = "finished", "failed", "running"
+#: stopped by SIGINT / SIGTERM; `signal` and `last_checkpoint` say which and where to resume
+INTERRUPTED = "interrupted"
 
 #: Config sections whose values are a run's hyper-parameters in TensorBoard's HPARAMS view.
 HPARAM_SECTIONS = ("model", "data", "trainer")
@@ -25,10 +32,14 @@ HPARAM_KEYS = ("seed", "monitor", "task_name")
 
 
 def write_status(run_dir: Path, status: str, **fields: Any) -> Path:
-    """Write `<run_dir>/status.json`: running / finished / failed, where and when, and the error."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / STATUS_FILE
+    """Write `<run_dir>/status.json`: running / finished / failed / interrupted, where and
+    when, and the error.
+
+    Atomically (stroke.io); on a full disk, where no new file can be written, the record
+    (without its traceback) overwrites the existing file in place, so the run still says
+    why it failed.
+    """
+    path = Path(run_dir) / STATUS_FILE
     previous = read_status(run_dir) or {}
     record = {
         "status": status,
@@ -38,10 +49,30 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> Path:
         **({"ended": _now()} if status != RUNNING else {}),
         **fields,
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)  # a reader never sees half a file
+    try:
+        atomic_write_text(path, json.dumps(record, indent=2, default=str))
+    except StorageError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not _overwrite_in_place(path, record):
+            raise
     return path
+
+
+def _overwrite_in_place(path: Path, record: dict[str, Any]) -> bool:
+    """Rewrite an existing file within the blocks it already has (no new space needed)."""
+    compact = {k: v for k, v in record.items() if k != "traceback"}
+    data = json.dumps(compact, default=str).encode()
+    try:
+        allocated = path.stat().st_blocks * 512
+        if len(data) > allocated:
+            return False
+        with open(path, "r+b") as fh:
+            fh.write(data)
+            fh.truncate()
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -92,6 +123,11 @@ class RunRecorder:
                 write_status(self.run_dir, FINISHED)
             return False
         self.error = short_error(exc)
+        signum = signal_of(exc)
+        if signum is not None:
+            if self._write:
+                write_status(self.run_dir, INTERRUPTED, **interruption_fields(exc, signum))
+            return False  # a signal stops a sweep too
         if self._write:
             trace = "".join(traceback.format_exception(exc_type, exc, tb))
             write_status(self.run_dir, FAILED, error=self.error, traceback=trace[-20000:])
@@ -101,6 +137,19 @@ class RunRecorder:
             log.error("trial failed, the sweep goes on: %s", self.error, exc_info=exc)
             print(f"trial failed: {self.error} (run directory: {self.run_dir})")
         return self.swallow
+
+
+def interruption_fields(exc: BaseException, signum: int) -> dict[str, Any]:
+    """status.json fields of a run a signal stopped: which signal, and what to resume from."""
+    import signal
+
+    name = signal.Signals(signum).name
+    checkpoint = getattr(exc, "checkpoint", None)
+    return {
+        "signal": name,
+        "error": f"interrupted by {name}",
+        "last_checkpoint": str(checkpoint) if checkpoint else None,
+    }
 
 
 def short_error(exc: BaseException) -> str:

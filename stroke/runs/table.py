@@ -114,7 +114,12 @@ def to_csv(table: RunsTable) -> str:
     return out.getvalue()
 
 
-_STATUS_STYLE = {"finished": "green", "failed": "bold red", "running": "yellow"}
+_STATUS_STYLE = {
+    "finished": "green",
+    "failed": "bold red",
+    "interrupted": "magenta",
+    "running": "yellow",
+}
 
 
 def to_rich(table: RunsTable, title: str | None = None):
@@ -143,6 +148,8 @@ def to_rich(table: RunsTable, title: str | None = None):
 
 def summary_line(table: RunsTable) -> str:
     """`4 runs: 3 finished, 1 failed, 0 running; sorted by test/accuracy`."""
-    counts = {s: sum(r.status == s for r in table.runs) for s in ("finished", "failed", "running")}
+    counts = {s: sum(r.status == s for r in table.runs) for s in _STATUS_STYLE}
+    if not counts["interrupted"]:
+        del counts["interrupted"]
     parts = ", ".join(f"{n} {s}" for s, n in counts.items())
     return f"{len(table.runs)} runs: {parts}; sorted by {table.sort_metric}"
