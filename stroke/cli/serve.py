@@ -13,6 +13,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.hardware import resolve_device
 from stroke.serve.app import create_app
@@ -76,6 +77,7 @@ def _announce(cfg: DictConfig, model: ServedModel, settings: ServeSettings) -> N
         )
 
 
+@command
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-serve`."""
