@@ -183,6 +183,13 @@ class ImageCache:
             self._open()
         return len(self._images)
 
+    def row(self, item: Any) -> int:
+        """The item's row in the store (-1 when it is not cached): a key for data kept
+        beside the cache, such as the leakage check's signatures."""
+        if self._images is None:
+            self._open()
+        return self._rows.get(item_key(item), -1)
+
     @property
     def nbytes(self) -> int:
         """Size of the stored images in bytes."""
