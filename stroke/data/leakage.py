@@ -209,7 +209,7 @@ def stored_signatures(
     loads them instead of hashing every image again. Thumbnails are memory-mapped. Samples
     the cache does not hold are hashed as `signatures` does, and nothing is stored.
     """
-    rows = np.array([cache.row(sample) for sample in samples], dtype=np.int64)
+    rows = cache.rows(samples)
     if len(rows) == 0 or (rows < 0).any():
         return signatures(samples, cache, num_workers)
     folder = cache.path / f"leakage-{SIGNATURE_VERSION}"

@@ -122,7 +122,7 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
     """The run's command-line overrides as `key -> value` (`+key=v` counts as `key`)."""
     path = Path(run_dir) / ".hydra" / "overrides.yaml"
     try:
-        items = yaml.safe_load(path.read_text()) or []
+        items = _load_yaml(path.read_text()) or []
     except (OSError, yaml.YAMLError):
         return {}
     overrides = {}
@@ -135,9 +135,15 @@ def read_overrides(run_dir: Path) -> dict[str, str]:
 def _monitor(run_dir: Path) -> str | None:
     config = Path(run_dir) / ".hydra" / "config.yaml"
     try:
-        return (yaml.safe_load(config.read_text()) or {}).get("monitor")
+        return (_load_yaml(config.read_text()) or {}).get("monitor")
     except (OSError, yaml.YAMLError):
         return None
+
+
+def _load_yaml(text: str) -> Any:
+    """`yaml.safe_load` through libyaml when PyYAML has it: a run's config.yaml parses
+    about ten times faster, which is most of the table's time over a thousand runs."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _read_json(path: Path) -> dict | None:
