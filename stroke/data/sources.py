@@ -80,15 +80,17 @@ def _images_under(folder: Path) -> list[Path]:
     os.walk rather than Path.rglob: an archive's hundreds of thousands of files are
     listed several times faster, in the same order.
     """
-    found = []
+    found: list[tuple[tuple[str, ...], str, str]] = []
     for current, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
+        parts = Path(current).parts
         found.extend(
-            Path(current, name)
+            ((*parts, name), current, name)
             for name in files
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
         )
-    return sorted(found)
+    found.sort()  # by path components: the order of sorted Path objects, at tuple speed
+    return [Path(current, name) for _, current, name in found]
 
 
 class FolderSource:
