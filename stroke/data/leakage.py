@@ -130,10 +130,10 @@ def signatures(
     (PIL's resize and OpenCV release the GIL).
     """
     show = progress and len(samples) >= 500
+    bits = np.zeros((len(samples), HASH_SIZE * HASH_SIZE // 8), np.uint8)
+    thumbs = np.zeros((len(samples), _THUMB**2), np.float32)
     if not samples:
-        return np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8), np.zeros(
-            (0, _THUMB**2), np.float32
-        )
+        return bits, thumbs
     if num_workers > 0:
         batches = DataLoader(_Signatures(samples, loader), batch_size=64, num_workers=num_workers)
         parts = list(tqdm(batches, desc="leakage check", unit="batch", disable=not show))
@@ -141,8 +141,6 @@ def signatures(
             torch.cat([b for b, _ in parts]).numpy(),
             torch.cat([t for _, t in parts]).numpy(),
         )
-    bits = np.zeros((len(samples), HASH_SIZE * HASH_SIZE // 8), np.uint8)
-    thumbs = np.zeros((len(samples), _THUMB**2), np.float32)
 
     def hash_chunk(start: int) -> int:
         for i in range(start, min(start + _HASH_CHUNK, len(samples))):
