@@ -78,8 +78,10 @@ class Stages:
         }
         if per:
             row["per_item_s"] = seconds / per
-        row.update(record)  # what the block measured itself
-        self.rows.append(row)
+        # what the block measured itself; notes may be filled in after it (untimed)
+        row.update(record)
+        record.update(row)
+        self.rows.append(record)
         print(f"# {self.kind} {self.size}: {name} {seconds:.2f} s", file=sys.stderr, flush=True)
 
     def emit(self) -> None:
@@ -186,7 +188,13 @@ def images_worker(args: argparse.Namespace) -> None:
     from stroke.bench.probes import loader_throughput
     from stroke.build import build_datamodule, build_model, build_trainer
     from stroke.data.cache import ImageCache
-    from stroke.data.leakage import check_leakage, find_near_duplicates, stored_signatures
+    from stroke.data.hash_index import bucket_stats
+    from stroke.data.leakage import (
+        MAX_HASH_DISTANCE,
+        check_leakage,
+        find_near_duplicates,
+        stored_signatures,
+    )
 
     n, stages = args.n, Stages(args.n, "images")
     root = phantom(args.data_dir, n)
@@ -196,22 +204,21 @@ def images_worker(args: argparse.Namespace) -> None:
     dm = build_datamodule(cfg)
     samples = listing_stages(stages, dm.source)
 
-    with stages.stage("cache build (cold)", per=n, note="decode + letterbox every image") as r:
+    with stages.stage("cache build (cold)", per=n) as record:
         cache = ImageCache(dm.loader, samples, work / "cache", progress=False)
-        r["note"] += f", {cache.nbytes / 1e6:,.0f} MB"
+    record["note"] = f"decode + letterbox every image: {cache.nbytes / 1e6:,.0f} MB"
     with stages.stage("cache reuse (warm)", note="key: stat every file; map the store"):
         cache = ImageCache(dm.loader, samples, work / "cache", progress=False)
         assert not cache.built
     with stages.stage("leakage: hash every image", per=n, note="first run; stored by the cache"):
         bits, thumbs = stored_signatures(cache, samples)
-    with stages.stage("leakage: band-index search") as r:
+    with stages.stage("leakage: band-index search") as record:
         found = find_near_duplicates(samples, bits, thumbs)
-        r["note"] = f"{len(found)} pairs"
+    record["note"] = f"{len(found)} pairs; {bucket_stats(bits, MAX_HASH_DISTANCE).describe()}"
     if n <= args.exhaustive_max:
-        with stages.stage("leakage: exhaustive search (reference)") as r:
+        with stages.stage("leakage: exhaustive search (reference)", note="same pairs"):
             reference = find_near_duplicates(samples, bits, thumbs, method="exhaustive")
-            assert reference == found
-            r["note"] = "same pairs as the index"
+        assert reference == found
     with stages.stage("leakage check, signatures stored", note="what a cached run does"):
         check_leakage(samples, cache, "warn")
     del cache, bits, thumbs
@@ -401,7 +408,7 @@ def markdown(rows: list[dict], loads: tuple[str, str]) -> str:
                 continue
             cells = [_cell(by_size.get(s)) for s in sizes[kind]]
             k = exponent(list(by_size.values()), cost)
-            note = next(iter(by_size.values()))["note"]
+            note = by_size[max(by_size)]["note"]  # the largest size's
             lines.append(f"| {stage} | {' | '.join(cells)} | {k} | {note} |")
         lines.append("")
     return "\n".join(lines)
