@@ -16,9 +16,12 @@ sizes are synthetic paths (hard links to a few phantom slices) taken through lis
 splits and folds only; `--runs` counts are run directories read by `stroke-runs`;
 `--startup` adds a fresh `stroke-train` from launch to its first step, cache built.
 
-Peak memory is the process's peak resident set during the stage (reset before each stage
-through /proc/self/clear_refs), its growth over the resident set at the stage's start in
-brackets. The growth exponent k fits cost ~ n^k between the two largest sizes measured.
+Memory: `heap` is the peak growth of the process's anonymous memory during the stage
+(sampled every 10 ms), what the stage itself allocates; `RSS` the process's peak resident
+set during the stage (reset before each stage through /proc/self/clear_refs), which also
+counts the pages of memory-mapped files it touched (the image cache, the stored
+thumbnails): shared with other processes and reclaimable. The growth exponent k fits
+cost ~ n^k between the two largest sizes measured.
 Prints one markdown table (also to --out) with the load average before and after.
 """
 
@@ -31,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -50,6 +54,28 @@ def _status_kb(field: str) -> int:
     return 0
 
 
+class HeapWatch:
+    """Samples this process's anonymous resident memory (heap, not mapped files) in a thread."""
+
+    def __init__(self, every_s: float = 0.01) -> None:
+        self.every_s, self.peak_kb = every_s, _status_kb("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak_kb = max(self.peak_kb, _status_kb("RssAnon"))
+
+    def __enter__(self) -> HeapWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kb = max(self.peak_kb, _status_kb("RssAnon"))
+
+
 class Stages:
     """Times stages and records their peak memory; `rows` is what the worker prints."""
 
@@ -61,10 +87,11 @@ class Stages:
     def stage(self, name: str, per: int | None = None, note: str = ""):
         """Time the block as stage `name`; `per`: images the block handled (a rate stage)."""
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        start_kb = _status_kb("VmRSS")
+        start_kb, heap_kb = _status_kb("VmRSS"), _status_kb("RssAnon")
         started = time.perf_counter()
         record: dict = {"note": note}
-        yield record
+        with HeapWatch() as heap:
+            yield record
         seconds = time.perf_counter() - started
         peak_kb = _status_kb("VmHWM")
         row = {
@@ -74,6 +101,7 @@ class Stages:
             "seconds": seconds,
             "peak_mb": peak_kb / 1024,
             "growth_mb": (peak_kb - start_kb) / 1024,
+            "heap_mb": (heap.peak_kb - heap_kb) / 1024,
             "load": os.getloadavg()[0],
         }
         if per:
@@ -189,12 +217,8 @@ def images_worker(args: argparse.Namespace) -> None:
     from stroke.build import build_datamodule, build_model, build_trainer
     from stroke.data.cache import ImageCache
     from stroke.data.hash_index import bucket_stats
-    from stroke.data.leakage import (
-        MAX_HASH_DISTANCE,
-        check_leakage,
-        find_near_duplicates,
-        stored_signatures,
-    )
+    from stroke.data.leakage import MAX_HASH_DISTANCE, check_leakage, find_near_duplicates
+    from stroke.data.leakage_store import stored_signatures
 
     n, stages = args.n, Stages(args.n, "images")
     root = phantom(args.data_dir, n)
@@ -210,16 +234,18 @@ def images_worker(args: argparse.Namespace) -> None:
     with stages.stage("cache reuse (warm)", note="key: stat every file; map the store"):
         cache = ImageCache(dm.loader, samples, work / "cache", progress=False)
         assert not cache.built
-    with stages.stage("leakage: hash every image", per=n, note="first run; stored by the cache"):
+    note = "first run: hash every image, every pair within 12 bits; stored by the cache"
+    with stages.stage("leakage: signatures and pairs", per=n, note=note):
         bits, thumbs = stored_signatures(cache, samples)
-    with stages.stage("leakage: band-index search") as record:
+    with stages.stage("leakage: band-index search, split by split") as record:
         found = find_near_duplicates(samples, bits, thumbs)
     record["note"] = f"{len(found)} pairs; {bucket_stats(bits, MAX_HASH_DISTANCE).describe()}"
     if n <= args.exhaustive_max:
         with stages.stage("leakage: exhaustive search (reference)", note="same pairs"):
             reference = find_near_duplicates(samples, bits, thumbs, method="exhaustive")
         assert reference == found
-    with stages.stage("leakage check, signatures stored", note="what a cached run does"):
+    note = "what every later run does: load, keep the pairs its split separates"
+    with stages.stage("leakage check, signatures and pairs stored", note=note):
         check_leakage(samples, cache, "warn")
     del cache, bits, thumbs
 
@@ -282,7 +308,7 @@ def images_worker(args: argparse.Namespace) -> None:
         note = "fresh process, cache warm; peak of that process"
         with stages.stage("stroke-train to its first step", note=note) as record:
             first = time_to_first_step(train_overrides(args, root, work / "cache"), work / "start")
-            record.update(seconds=first["seconds"], peak_mb=first["peak_rss_mb"], growth_mb=None)
+            record.update(seconds=first["seconds"], peak_mb=first["peak_rss_mb"], heap_mb=None)
     shutil.rmtree(work / "eval", ignore_errors=True)
     stages.emit()
 
@@ -382,9 +408,9 @@ def _cell(row: dict | None) -> str:
         text = f"{row['per_item_s'] * 1000:.1f} ms/img ({row['epoch_s']:,.0f} s/epoch)"
     else:
         text = f"{row['seconds']:.2f} s"
-    growth = row["growth_mb"]
-    memory = f"{row['peak_mb']:,.0f} MB" + (f" (+{growth:,.0f})" if growth is not None else "")
-    return f"{text}, {memory}"
+    heap = row.get("heap_mb")
+    memory = f"heap +{heap:,.0f} MB, " if heap is not None else ""
+    return f"{text}, {memory}RSS {row['peak_mb']:,.0f} MB"
 
 
 def markdown(rows: list[dict], loads: tuple[str, str]) -> str:

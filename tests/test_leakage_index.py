@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -24,6 +25,7 @@ from stroke.data.leakage import (
     find_near_duplicates,
     signatures,
 )
+from stroke.data.leakage_store import stored_near_duplicates
 
 
 def clustered_hashes(rng: np.random.Generator, n: int, n_bytes: int, centres: np.ndarray):
@@ -124,25 +126,40 @@ def test_same_pairs_on_re_encoded_copies(phantom_dir, tmp_path):
     assert pairs >= {(o.path, c.path) for o, c in zip(originals, copies, strict=True)}
 
 
-def test_cached_runs_store_signatures_and_find_the_same_pairs(phantom_dir, tmp_path, monkeypatch):
-    def datamodule() -> StrokeDataModule:
+def copies_beside(phantom_dir, root, count: int = 8) -> None:
+    """The phantom with `count` slices again as JPEGs at 1.5x, each as another patient."""
+    shutil.copytree(phantom_dir, root)
+    slices = sorted(root.glob("*/P*_s*.png"))[:count]
+    for i, path in enumerate(slices):
+        image = Image.open(path)
+        image = image.resize((image.width * 3 // 2, image.height * 3 // 2), Image.BILINEAR)
+        image.save(path.parent / f"P{900 + i}_s00.jpg", format="JPEG", quality=75)
+
+
+def test_stored_pairs_give_the_search_result_for_any_split(phantom_dir, tmp_path, monkeypatch):
+    copies_beside(phantom_dir, tmp_path / "data")
+
+    def datamodule(seed: int) -> StrokeDataModule:
         dm = StrokeDataModule(
-            FolderSource(phantom_dir, patient_regex=r"^(P\d+)_"),
+            FolderSource(tmp_path / "data", patient_regex=r"^(P\d+)_"),
             image_size=48,
             num_workers=0,
+            seed=seed,
+            val_fraction=0.3,
+            test_fraction=0.3,
             cache_dir=tmp_path / "cache",
-            leakage="warn",
         )
         dm.setup("fit")
         return dm
 
-    first = datamodule()
+    first = datamodule(0)
     stored = first.image_cache.path / f"leakage-{SIGNATURE_VERSION}"
-    assert (stored / "bits.npy").is_file() and (stored / "thumbs.npy").is_file()
+    assert {p.name for p in stored.iterdir()} == {"bits.npy", "thumbs.npy", "pairs-12.npz"}
     # the stored signatures are those of the cached pixels, row for row
     bits, thumbs = signatures(first.samples, first.image_cache, progress=False)
     np.testing.assert_array_equal(np.load(stored / "bits.npy"), bits)
     np.testing.assert_array_equal(np.load(stored / "thumbs.npy"), thumbs)
+    assert first.near_duplicates == find_near_duplicates(first.samples, bits, thumbs)
 
     import stroke.data.leakage as leakage
 
@@ -150,8 +167,18 @@ def test_cached_runs_store_signatures_and_find_the_same_pairs(phantom_dir, tmp_p
         raise AssertionError("a cached run hashed an image again")
 
     monkeypatch.setattr(leakage, "image_signature", no_hashing)
-    again = datamodule()
-    assert again.near_duplicates == first.near_duplicates
+    rng = np.random.default_rng(0)
+    found = 0
+    for seed in range(6):  # other splits of the same images: the same store answers them
+        dm = datamodule(seed)
+        assert not dm.image_cache.built
+        assert dm.near_duplicates == find_near_duplicates(dm.samples, bits, thumbs)
+        found += len(dm.near_duplicates)
+        shuffled = [replace(s, split=str(rng.choice(["train", "val", "test"]))) for s in dm.samples]
+        expected = find_near_duplicates(shuffled, bits, thumbs)
+        assert stored_near_duplicates(dm.image_cache, shuffled) == expected
+        found += len(expected)
+    assert found >= 8  # the copies were found across splits: the comparisons were not empty
 
 
 def test_bucket_statistics_describe_the_index_cost(phantom_dir):

@@ -10,8 +10,9 @@ distinct slices and distinct patients alone.
 
 The hash search does not compare every pair: a multi-index on hash bands
 (stroke.data.hash_index) finds the same pairs as the exhaustive comparison from the
-pairs that share a band. Signatures of cached images are stored beside the image cache,
-so a run on a cached dataset hashes nothing again.
+pairs that share a band. For cached images, the signatures and every pair within the
+hash distance are stored beside the image cache (stroke.data.leakage_store), so a later
+run on the dataset hashes and searches nothing: it picks the pairs its split separates.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import csv
 import hashlib
 import inspect
 import logging
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -173,81 +172,48 @@ def find_near_duplicates(
     search = SEARCH_METHODS[method]
     split_of = np.array([s.split or "" for s in samples])
     # a blank image's thumbnail is zero: it correlates with nothing and is nobody's copy
-    candidate = ~_blank(thumbs) if min_correlation > 0 else np.ones(len(samples), bool)
-    found = []
+    candidate = ~blank_thumbnails(thumbs) if min_correlation > 0 else np.ones(len(samples), bool)
+    firsts, seconds, distances = [], [], []
     for split_a, split_b in combinations(SPLITS, 2):
         a_idx = np.flatnonzero((split_of == split_a) & candidate)
         b_idx = np.flatnonzero((split_of == split_b) & candidate)
-        rows_a, rows_b, distances = search(bits[a_idx], bits[b_idx], max_distance)
-        first, second = a_idx[rows_a], b_idx[rows_b]
-        correlations = np.einsum("ij,ij->i", thumbs[first], thumbs[second])
-        for i, j, distance, correlation in zip(first, second, distances, correlations, strict=True):
-            if correlation >= min_correlation:
-                found.append(
-                    NearDuplicate(samples[i], samples[j], int(distance), float(correlation))
-                )
+        rows_a, rows_b, distance = search(bits[a_idx], bits[b_idx], max_distance)
+        firsts.append(a_idx[rows_a])
+        seconds.append(b_idx[rows_b])
+        distances.append(distance)
+    first, second, distance = (np.concatenate(x) for x in (firsts, seconds, distances))
+    correlation = correlations_of(thumbs, first, second)
+    return near_duplicates(samples, first, second, distance, correlation, min_correlation)
+
+
+def correlations_of(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Thumbnail correlation of each pair (rows `first[k]`, `second[k]`), one way for all."""
+    return np.einsum("ij,ij->i", thumbs[first], thumbs[second])
+
+
+def near_duplicates(
+    samples: Sequence[Sample],
+    first: np.ndarray,
+    second: np.ndarray,
+    distances: np.ndarray,
+    correlations: np.ndarray,
+    min_correlation: float,
+) -> list[NearDuplicate]:
+    """The pairs that also pass the correlation test, closest first (ties in input order)."""
+    found = [
+        NearDuplicate(samples[i], samples[j], int(distance), float(correlation))
+        for i, j, distance, correlation in zip(first, second, distances, correlations, strict=True)
+        if correlation >= min_correlation
+    ]
     return sorted(found, key=lambda d: (d.hash_distance, -d.correlation))
 
 
-def _blank(thumbs: np.ndarray) -> np.ndarray:
+def blank_thumbnails(thumbs: np.ndarray) -> np.ndarray:
     """Rows whose thumbnail is all zero (a blank image), scanned in bounded steps."""
     blank = np.zeros(len(thumbs), dtype=bool)
     for start in range(0, len(thumbs), _SCAN_ROWS):
         blank[start : start + _SCAN_ROWS] = ~np.any(thumbs[start : start + _SCAN_ROWS], axis=1)
     return blank
-
-
-def stored_signatures(
-    cache: ImageCache, samples: Sequence[Sample], num_workers: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """`signatures` of cached samples, computed once and kept beside the image cache.
-
-    They are a function of the cached pixels, so they live in the cache's folder
-    (`leakage-<version>/`, removed with it) and every later run, sweep trial or DDP rank
-    loads them instead of hashing every image again. Thumbnails are memory-mapped. Samples
-    the cache does not hold are hashed as `signatures` does, and nothing is stored.
-    """
-    rows = cache.rows(samples)
-    if len(rows) == 0 or (rows < 0).any():
-        return signatures(samples, cache, num_workers)
-    folder = cache.path / f"leakage-{SIGNATURE_VERSION}"
-    if not _complete(folder):
-        from filelock import FileLock
-
-        with FileLock(str(cache.cache_dir / f".{cache.key}.leakage.lock")):
-            if not _complete(folder):  # else another process stored them while we waited
-                _store_signatures(folder, cache, samples, rows, num_workers)
-    bits = np.load(folder / "bits.npy")
-    thumbs = np.load(folder / "thumbs.npy", mmap_mode="r")
-    if np.array_equal(rows, np.arange(len(thumbs))):
-        return bits, thumbs  # the usual case: every cached image, in cache order
-    return bits[rows], np.asarray(thumbs[rows])
-
-
-def _complete(folder: Path) -> bool:
-    return (folder / "bits.npy").is_file() and (folder / "thumbs.npy").is_file()
-
-
-def _store_signatures(
-    folder: Path, cache: ImageCache, samples: Sequence[Sample], rows: np.ndarray, workers: int
-) -> None:
-    """Hash the samples and write their signatures by cache row, atomically."""
-    bits, thumbs = signatures(samples, cache, workers)
-    if len(np.unique(rows)) != len(cache):
-        return  # the samples do not cover the cache: nothing to store by row
-    by_row_bits = np.zeros_like(bits)
-    by_row_bits[rows] = bits
-    by_row_thumbs = np.zeros_like(thumbs)
-    by_row_thumbs[rows] = thumbs
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
-        np.save(tmp / "bits.npy", by_row_bits)
-        np.save(tmp / "thumbs.npy", by_row_thumbs)
-        os.replace(tmp, folder)  # readers see both files or none
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.warning("leakage check: signatures not stored beside the cache (%s)", err)
 
 
 def check_leakage(
@@ -261,10 +227,12 @@ def check_leakage(
     if mode == "off":
         return []
     if isinstance(loader, ImageCache):
-        bits, thumbs = stored_signatures(loader, samples, num_workers)
+        from stroke.data.leakage_store import stored_near_duplicates
+
+        duplicates = stored_near_duplicates(loader, samples, num_workers)
     else:
         bits, thumbs = signatures(samples, loader, num_workers)
-    duplicates = find_near_duplicates(samples, bits, thumbs)
+        duplicates = find_near_duplicates(samples, bits, thumbs)
     if not duplicates:
         log.info("leakage check: no near-duplicate images across splits (%d images)", len(samples))
         return []
