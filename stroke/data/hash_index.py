@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Candidates verified at once: bounds the memory of one step (a few tens of MB).
-_CANDIDATES_PER_STEP = 1 << 21
+#: Candidates verified at once: bounds the memory of one step (about 100 bytes each).
+_CANDIDATES_PER_STEP = 1 << 19
 #: Rows unpacked at once when computing band keys.
 _ROWS_PER_STEP = 1 << 16
 

@@ -125,17 +125,16 @@ def _store(
 ) -> None:
     """Hash the samples, find every pair within the hash distance; write both atomically."""
     bits, thumbs = signatures(samples, cache, workers)
-    by_row_bits = np.zeros_like(bits)
-    by_row_bits[rows] = bits
-    by_row_thumbs = np.zeros_like(thumbs)
-    by_row_thumbs[rows] = thumbs
-    first, second, distance = _all_pairs(by_row_bits, by_row_thumbs)
-    correlation = correlations_of(by_row_thumbs, first, second)
+    if not np.array_equal(rows, np.arange(len(rows))):  # put them in cache order
+        order = np.argsort(rows)
+        bits, thumbs = bits[order], thumbs[order]
+    first, second, distance = _all_pairs(bits, thumbs)
+    correlation = correlations_of(thumbs, first, second)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        np.save(tmp / "bits.npy", by_row_bits)
-        np.save(tmp / "thumbs.npy", by_row_thumbs)
+        np.save(tmp / "bits.npy", bits)
+        np.save(tmp / "thumbs.npy", thumbs)
         np.savez(
             tmp / _PAIRS_FILE,
             first=first,
