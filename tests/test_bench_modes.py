@@ -12,6 +12,7 @@ from stroke.bench.compare import PEAK_TFLOPS, peak_tflops, timm_method_loop, tra
 from stroke.models.factory import create_model
 
 
+@pytest.mark.slow
 def test_flops_of_a_training_image_are_those_of_the_network():
     net = create_model("resnet18", num_classes=3, in_chans=3)
     # resnet18 at 224 px: 1.82 GMACs forward, so about 3 x 3.63 GFLOP with the backward
