@@ -24,8 +24,16 @@ def instantiate_dict(cfg: DictConfig | None) -> list:
 
 
 def build_datamodule(cfg: DictConfig, augment: bool = True, **overrides: Any) -> StrokeDataModule:
-    """The datamodule `cfg.data` describes, training images augmented by `cfg.augmentation`."""
+    """The datamodule `cfg.data` describes, training images augmented by `cfg.augmentation`.
+
+    A per-image policy (albumentations) runs in the loader; a `BatchAugmentation`
+    (`augmentation=gpu`) runs on whole batches on the training device.
+    """
+    from stroke.data.batch_augment import BatchAugmentation
+
     transform = instantiate(cfg.augmentation) if augment and cfg.get("augmentation") else None
+    if isinstance(transform, BatchAugmentation):
+        return instantiate(cfg.data, train_transform=None, batch_transform=transform, **overrides)
     return instantiate(cfg.data, train_transform=transform, **overrides)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import compose_train
 from hydra.utils import instantiate
 
 from stroke.build import build_datamodule, build_model
 from stroke.config import source_checkout
+from stroke.data.batch_augment import BatchAugmentation
 
 CONF = source_checkout() / "conf"
 
@@ -73,6 +75,10 @@ def test_augmentation_pipelines_run_on_uint8_images(option, tmp_path):
 
     cfg = compose_train([f"augmentation={option}"], tmp_path)
     pipeline = instantiate(cfg.augmentation)
+    if isinstance(pipeline, BatchAugmentation):  # whole normalised batches, on the device
+        batch = torch.zeros(2, 3, 48, 48)
+        assert pipeline(batch, [0.5] * 3, [0.25] * 3).shape == batch.shape
+        return
     for channels in (1, 3):
         image = np.random.default_rng(0).integers(0, 255, (48, 48, channels), np.uint8)
         out = pipeline(image=image)["image"]

@@ -37,6 +37,9 @@ from stroke.errors import ConfigError
 from stroke.hardware import tune_backends
 
 log = logging.getLogger("stroke.bench")
+#: `bench.mode`: every figure (full), stroke-train against timm's benchmark method and the
+#: device's peak (timm), or the loader's ceiling by worker count (loader).
+MODES = ("full", "timm", "loader")
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Bench:
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        self.mode = str(cfg.bench.get("mode", "full"))
+        if self.mode not in MODES:
+            raise ConfigError(f"bench.mode must be one of {list(MODES)}, got {self.mode!r}")
         self.run_dir = Path(cfg.paths.output_dir)
         self.warmup = int(cfg.bench.warmup_steps)
         perf = cfg.get("callbacks", {}).get("performance") or {}
@@ -74,10 +80,11 @@ class Bench:
         self.device, self.precision = probe.strategy.root_device, str(probe.precision)
         # process-wide flags the callback would set on the first fit: set for every loop alike
         tune_backends(self.device, perf.get("cudnn_benchmark", True) if perf else False)
-        self.raw: StrokeDataModule = build_datamodule(cfg, cache=False)
         self.cached: StrokeDataModule = build_datamodule(cfg, cache=True)
-        self.raw.setup("fit")
         self.cached.setup("fit")  # the configured cache folder: warm for the start-up run
+        if self.mode == "full":
+            self.raw: StrokeDataModule = build_datamodule(cfg, cache=False)
+            self.raw.setup("fit")
         self.items = [s.path for s in self.cached.samples]
 
     def make_trainer(self, extra_callbacks: list) -> L.Trainer:
@@ -321,7 +328,7 @@ class Bench:
             "peak RSS: this benchmark process",
             peak_rss_mb(),
             "MB",
-            "framework, five models in turn, in-memory batches, cache pages",
+            "framework, the models timed in turn, in-memory batches, cache pages",
         )
         if self.device.type == "cuda":
             report.add(
@@ -346,14 +353,21 @@ class Bench:
 
 
 def run_bench(cfg: DictConfig, overrides: list[str]) -> Report:
-    """Every figure of the table, measured in this one run."""
+    """Every figure of the table `bench.mode` asks for, measured in this one run."""
+    from stroke.bench.compare import loader_ceiling, timm_comparison
+
     bench = Bench(cfg)
     report = Report(bench.title())
-    bench.loaders(report)
-    bench.training(report)
-    bench.overhead(report)
-    bench.memory(report)
-    if cfg.bench.startup:
-        bench.startup(report, overrides)
+    if bench.mode == "timm":
+        timm_comparison(bench, report)
+    elif bench.mode == "loader":
+        loader_ceiling(bench, report)
+    else:
+        bench.loaders(report)
+        bench.training(report)
+        bench.overhead(report)
+        bench.memory(report)
+        if cfg.bench.startup:
+            bench.startup(report, overrides)
     bench.peaks(report)
     return report

@@ -68,7 +68,8 @@ def item_key(item: Any) -> str:
 
 def item_path(item: Any) -> Path:
     """The file an item is read from: the item itself or its `path` attribute."""
-    return Path(item if isinstance(item, str | os.PathLike) else item.path)
+    path = item if isinstance(item, str | os.PathLike) else item.path
+    return path if isinstance(path, Path) else Path(path)
 
 
 def loader_settings(loader: Callable) -> dict[str, Any]:
@@ -125,8 +126,10 @@ def cache_key(items: Sequence[Any], settings: Mapping[str, Any]) -> tuple[str, s
         except OSError as err:
             raise DatasetError(f"cannot read image file {path}: {err}") from err
         digest.update(f"{item_key(item)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    # resolved once per folder, not per file: a dataset has far fewer folders than images
+    folders = {item_path(item).parent for item in items}
     try:
-        folder = os.path.commonpath([str(item_path(i).parent.resolve()) for i in items])
+        folder = os.path.commonpath([str(parent.resolve()) for parent in folders])
     except ValueError:  # different drives
         folder = ""
     family = hashlib.sha256(f"{head}\0{folder}".encode()).hexdigest()[:16]
@@ -165,7 +168,8 @@ class ImageCache:
         self.build_seconds = 0.0
         self._images: np.ndarray | None = None
         self._rows: dict[str, int] | None = None
-        self._ensure(list(items), progress, build_workers or decode_threads())
+        self._items: list[Any] | None = list(items)
+        self._ensure(self._items, progress, build_workers or decode_threads())
 
     # -- reading ---------------------------------------------------------------------------
     def __call__(self, item: Any) -> np.ndarray:
@@ -183,6 +187,21 @@ class ImageCache:
             self._open()
         return len(self._images)
 
+    def rows(self, items: Sequence[Any]) -> np.ndarray:
+        """The items' rows in the store (-1 for one not cached): the key of data kept beside
+        the cache, such as the leakage check's signatures."""
+        built_from = self._items
+        # the key fixes the stored order: the very items it was made of are rows 0..n-1
+        if (
+            built_from is not None
+            and len(items) == len(built_from)
+            and all(a is b for a, b in zip(items, built_from, strict=True))
+        ):
+            return np.arange(len(items))
+        if self._images is None:
+            self._open()
+        return np.array([self._rows.get(item_key(item), -1) for item in items], dtype=np.int64)
+
     @property
     def nbytes(self) -> int:
         """Size of the stored images in bytes."""
@@ -193,6 +212,7 @@ class ImageCache:
         state = self.__dict__.copy()
         state["_images"] = None
         state["_rows"] = None
+        state["_items"] = None
         return state
 
     def __repr__(self) -> str:

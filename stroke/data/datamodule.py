@@ -77,6 +77,7 @@ class StrokeDataModule(L.LightningDataModule):
         sampler: str | None = None,
         cache: bool = True,
         cache_dir: str | Path | None = None,
+        batch_transform: Callable | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(source, ImageSource):
@@ -101,6 +102,8 @@ class StrokeDataModule(L.LightningDataModule):
         self.class_map = dict(class_map) if class_map else None
         self.requested_classes = list(classes) if classes is not None else None
         self.train_transform = train_transform
+        # augmentation of whole training batches on the device (stroke.data.batch_augment)
+        self.batch_transform = batch_transform
         self.pin_memory = pin_memory
         if sampler not in SAMPLERS:
             raise ConfigError(f"data.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
@@ -244,6 +247,15 @@ class StrokeDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Training batches through `batch_transform` once on the device; others unchanged."""
+        trainer = self.trainer
+        if self.batch_transform is None or trainer is None or not trainer.training:
+            return batch
+        images, targets = batch
+        mean, std = self.preprocessing.mean, self.preprocessing.std
+        return self.batch_transform(images, mean, std), targets
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()

@@ -7,13 +7,22 @@ when the hashes differ in at most `max_distance` bits AND the thumbnails correla
 patients' vertex slices can be 8 bits apart), the correlation alone is too slow to
 compare every pair; together they find a JPEG re-encode at another size and leave
 distinct slices and distinct patients alone.
+
+The hash search does not compare every pair: a multi-index on hash bands
+(stroke.data.hash_index) finds the same pairs as the exhaustive comparison from the
+pairs that share a band. For cached images, the signatures and every pair within the
+hash distance are stored beside the image cache (stroke.data.leakage_store), so a later
+run on the dataset hashes and searches nothing: it picks the pairs its split separates.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import inspect
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -26,8 +35,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from stroke.data.cache import ImageCache
+from stroke.data.hash_index import exhaustive_pairs_within, hamming_distances, pairs_within
 from stroke.data.samples import SPLITS, Sample
 from stroke.errors import DatasetError
+from stroke.hardware import decode_threads
 from stroke.io import atomic_writer
 
 log = logging.getLogger(__name__)
@@ -40,7 +52,12 @@ MAX_HASH_DISTANCE = 12
 #: Thumbnail correlation a copy keeps (measured >= 0.998; other patients <= 0.99).
 MIN_CORRELATION = 0.995
 _THUMB = 16
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
+#: How pairs within MAX_HASH_DISTANCE are found: the band index, or every pair (reference).
+SEARCH_METHODS = {"index": pairs_within, "exhaustive": exhaustive_pairs_within}
+#: Images hashed by one thread task (amortises the task's overhead).
+_HASH_CHUNK = 256
+#: Rows of thumbnails scanned at once for blank images (bounds a temporary array).
+_SCAN_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,17 @@ def image_signature(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def hash_distance(bits_a: np.ndarray, bits_b: np.ndarray) -> int:
     """Bits in which two packed hashes differ (Hamming distance)."""
-    return int(_POPCOUNT[np.bitwise_xor(bits_a, bits_b)].sum())
+    return int(hamming_distances(bits_a, bits_b))
+
+
+def _signature_version() -> str:
+    """Digest of what a signature depends on: its code, sizes and imagehash's version."""
+    text = f"{inspect.getsource(image_signature)}{HASH_SIZE}{_THUMB}{imagehash.__version__}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: Signatures stored beside a cache are reused only by code that computes them alike.
+SIGNATURE_VERSION = _signature_version()
 
 
 class _Signatures(Dataset):
@@ -97,16 +124,35 @@ def signatures(
     num_workers: int = 0,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hash bits (N x 32 uint8) and thumbnails (N x 256) of every sample, decoded in parallel."""
-    batches = DataLoader(_Signatures(samples, loader), batch_size=64, num_workers=num_workers)
+    """Hash bits (N x 32 uint8) and thumbnails (N x 256) of every sample, decoded in parallel.
+
+    In `num_workers` loader processes, or with none in this process's decode threads
+    (PIL's resize and OpenCV release the GIL).
+    """
     show = progress and len(samples) >= 500
-    parts = list(tqdm(batches, desc="leakage check", unit="batch", disable=not show))
-    if not parts:
-        return np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8), np.zeros((0, _THUMB**2))
-    return (
-        torch.cat([b for b, _ in parts]).numpy(),
-        torch.cat([t for _, t in parts]).numpy(),
-    )
+    bits = np.zeros((len(samples), HASH_SIZE * HASH_SIZE // 8), np.uint8)
+    thumbs = np.zeros((len(samples), _THUMB**2), np.float32)
+    if not samples:
+        return bits, thumbs
+    if num_workers > 0:
+        batches = DataLoader(_Signatures(samples, loader), batch_size=64, num_workers=num_workers)
+        parts = list(tqdm(batches, desc="leakage check", unit="batch", disable=not show))
+        return (
+            torch.cat([b for b, _ in parts]).numpy(),
+            torch.cat([t for _, t in parts]).numpy(),
+        )
+
+    def hash_chunk(start: int) -> int:
+        for i in range(start, min(start + _HASH_CHUNK, len(samples))):
+            bits[i], thumbs[i] = image_signature(loader(samples[i]))
+        return min(_HASH_CHUNK, len(samples) - start)
+
+    bar = tqdm(total=len(samples), desc="leakage check", unit="img", disable=not show)
+    with ThreadPoolExecutor(decode_threads()) as pool:
+        for done in pool.map(hash_chunk, range(0, len(samples), _HASH_CHUNK)):
+            bar.update(done)
+    bar.close()
+    return bits, thumbs
 
 
 def find_near_duplicates(
@@ -115,28 +161,60 @@ def find_near_duplicates(
     thumbs: np.ndarray,
     max_distance: int = MAX_HASH_DISTANCE,
     min_correlation: float = MIN_CORRELATION,
+    method: str = "index",
 ) -> list[NearDuplicate]:
-    """Pairs of samples from different splits whose signatures match, closest first."""
-    index_of = {split: [i for i, s in enumerate(samples) if s.split == split] for split in SPLITS}
-    found = []
+    """Pairs of samples from different splits whose signatures match, closest first.
+
+    `method="exhaustive"` compares every pair of hashes instead of using the band index;
+    both give the same pairs in the same order (tests/test_leakage_index.py).
+    """
+    if method not in SEARCH_METHODS:
+        raise ValueError(f"method must be one of {list(SEARCH_METHODS)}, got {method!r}")
+    search = SEARCH_METHODS[method]
+    split_of = np.array([s.split or "" for s in samples])
+    # a blank image's thumbnail is zero: it correlates with nothing and is nobody's copy
+    candidate = ~blank_thumbnails(thumbs) if min_correlation > 0 else np.ones(len(samples), bool)
+    firsts, seconds, distances = [], [], []
     for split_a, split_b in combinations(SPLITS, 2):
-        a_idx, b_idx = np.asarray(index_of[split_a]), np.asarray(index_of[split_b])
-        if len(a_idx) == 0 or len(b_idx) == 0:
-            continue
-        # compare in chunks so a 100k-image dataset does not need a 100k x 100k matrix
-        chunk = max(1, 2**22 // (len(b_idx) * bits.shape[1]))
-        for start in range(0, len(a_idx), chunk):
-            rows = a_idx[start : start + chunk]
-            xor = np.bitwise_xor(bits[rows][:, None, :], bits[b_idx][None, :, :])
-            distance = _POPCOUNT[xor].sum(axis=2)
-            for r, c in zip(*np.nonzero(distance <= max_distance), strict=True):
-                i, j = int(rows[r]), int(b_idx[c])
-                correlation = float(np.dot(thumbs[i], thumbs[j]))
-                if correlation >= min_correlation:
-                    found.append(
-                        NearDuplicate(samples[i], samples[j], int(distance[r, c]), correlation)
-                    )
+        a_idx = np.flatnonzero((split_of == split_a) & candidate)
+        b_idx = np.flatnonzero((split_of == split_b) & candidate)
+        rows_a, rows_b, distance = search(bits[a_idx], bits[b_idx], max_distance)
+        firsts.append(a_idx[rows_a])
+        seconds.append(b_idx[rows_b])
+        distances.append(distance)
+    first, second, distance = (np.concatenate(x) for x in (firsts, seconds, distances))
+    correlation = correlations_of(thumbs, first, second)
+    return near_duplicates(samples, first, second, distance, correlation, min_correlation)
+
+
+def correlations_of(thumbs: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Thumbnail correlation of each pair (rows `first[k]`, `second[k]`), one way for all."""
+    return np.einsum("ij,ij->i", thumbs[first], thumbs[second])
+
+
+def near_duplicates(
+    samples: Sequence[Sample],
+    first: np.ndarray,
+    second: np.ndarray,
+    distances: np.ndarray,
+    correlations: np.ndarray,
+    min_correlation: float,
+) -> list[NearDuplicate]:
+    """The pairs that also pass the correlation test, closest first (ties in input order)."""
+    found = [
+        NearDuplicate(samples[i], samples[j], int(distance), float(correlation))
+        for i, j, distance, correlation in zip(first, second, distances, correlations, strict=True)
+        if correlation >= min_correlation
+    ]
     return sorted(found, key=lambda d: (d.hash_distance, -d.correlation))
+
+
+def blank_thumbnails(thumbs: np.ndarray) -> np.ndarray:
+    """Rows whose thumbnail is all zero (a blank image), scanned in bounded steps."""
+    blank = np.zeros(len(thumbs), dtype=bool)
+    for start in range(0, len(thumbs), _SCAN_ROWS):
+        blank[start : start + _SCAN_ROWS] = ~np.any(thumbs[start : start + _SCAN_ROWS], axis=1)
+    return blank
 
 
 def check_leakage(
@@ -149,8 +227,13 @@ def check_leakage(
     mode = resolve_leakage_mode(mode)
     if mode == "off":
         return []
-    bits, thumbs = signatures(samples, loader, num_workers)
-    duplicates = find_near_duplicates(samples, bits, thumbs)
+    if isinstance(loader, ImageCache):
+        from stroke.data.leakage_store import stored_near_duplicates
+
+        duplicates = stored_near_duplicates(loader, samples, num_workers)
+    else:
+        bits, thumbs = signatures(samples, loader, num_workers)
+        duplicates = find_near_duplicates(samples, bits, thumbs)
     if not duplicates:
         log.info("leakage check: no near-duplicate images across splits (%d images)", len(samples))
         return []

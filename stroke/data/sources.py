@@ -8,7 +8,7 @@ DICOM and NIfTI sources, which also decode their own format, live in their own m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,12 +74,23 @@ def _visible_subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_under(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in IMAGE_EXTENSIONS and not any(
-            part.startswith(".") for part in path.relative_to(folder).parts
-        ):
-            yield path
+def _images_under(folder: Path) -> list[Path]:
+    """Image files below `folder`, hidden files and folders skipped, in path order.
+
+    os.walk rather than Path.rglob: an archive's hundreds of thousands of files are
+    listed several times faster, in the same order.
+    """
+    found: list[tuple[tuple[str, ...], str, str]] = []
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        parts = Path(current).parts
+        found.extend(
+            ((*parts, name), current, name)
+            for name in files
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        )
+    found.sort()  # by path components: the order of sorted Path objects, at tuple speed
+    return [Path(current, name) for _, current, name in found]
 
 
 class FolderSource:

@@ -180,16 +180,19 @@ def bootstrap_intervals(
     if n_boot < 1:
         raise ConfigError(f"evaluation.n_boot must be >= 1, got {n_boot!r}")
     rng = np.random.default_rng(seed)
+    # the items of each group, as a run of `order` starting at `first` (one item a group
+    # without groups): a resample's indices are gathered at once, not group by group
     if groups is None:
-        members = [np.array([i]) for i in range(n_items)]
+        order, first, size = np.arange(n_items), np.arange(n_items), np.ones(n_items, np.int64)
     else:
         _, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
         order = np.argsort(inverse, kind="stable")
-        members = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+        size = np.bincount(inverse)
+        first = np.cumsum(size) - size
     samples: dict[str, list[float]] = {}
     for _ in range(n_boot):
-        chosen = rng.integers(0, len(members), len(members))
-        indices = np.concatenate([members[g] for g in chosen])
+        chosen = rng.integers(0, len(size), len(size))
+        indices = order[_runs(first[chosen], size[chosen])]
         for name, value in statistic(indices).items():
             samples.setdefault(name, []).append(value)
     tail = 100 * (1 - level) / 2
@@ -203,6 +206,12 @@ def bootstrap_intervals(
             low, high = np.percentile(values_arr, [tail, 100 - tail])
             intervals[name] = (float(low), float(high))
     return intervals
+
+
+def _runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions start..start+length-1 of every run, runs one after the other."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
 
 
 def with_intervals(

@@ -51,8 +51,12 @@ def aggregate_by_patient(
     out_probs = np.zeros((len(ids), num_classes))
     out_targets = np.zeros(len(ids), dtype=np.int64)
     n_slices = np.bincount(inverse, minlength=len(ids))
+    # each patient's rows as one run of a stable sort: linear, where a scan per patient
+    # would be quadratic in the size of the split
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(n_slices)
     for p in range(len(ids)):
-        rows = np.nonzero(inverse == p)[0]
+        rows = order[bounds[p] - n_slices[p] : bounds[p]]
         slice_probs = probs[rows]
         if how == "max":
             out_probs[p] = slice_probs[np.argmin(slice_probs[:, 0])]
