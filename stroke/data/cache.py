@@ -113,18 +113,29 @@ def _source_digest(kind: Any) -> str:
     return hashlib.sha256(source).hexdigest()[:12]
 
 
-def cache_key(items: Sequence[Any], settings: Mapping[str, Any]) -> tuple[str, str]:
+def cache_key(
+    items: Sequence[Any],
+    settings: Mapping[str, Any],
+    files: Callable[[Any], Sequence[Path]] | None = None,
+) -> tuple[str, str]:
     """(key, family): the key changes with any file, size, mtime or setting; the family
-    (settings and dataset folder) stays, so a rebuilt cache replaces its predecessor."""
+    (settings and dataset folder) stays, so a rebuilt cache replaces its predecessor.
+
+    `files(item)` lists the files an item is decoded from when it is more than its own
+    path (an image and its lesion mask); by default the item's path alone.
+    """
     head = json.dumps({"format": CACHE_FORMAT, "settings": settings}, sort_keys=True, default=str)
     digest = hashlib.sha256(head.encode())
     for item in items:
-        path = item_path(item)
-        try:
-            stat = path.stat()
-        except OSError as err:
-            raise DatasetError(f"cannot read image file {path}: {err}") from err
-        digest.update(f"{item_key(item)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        stats = []
+        for path in [item_path(item)] if files is None else files(item):
+            try:
+                stat = Path(path).stat()
+            except OSError as err:
+                raise DatasetError(f"cannot read image file {path}: {err}") from err
+            stats.append(f"{stat.st_size}\0{stat.st_mtime_ns}")
+        separator = "\0"
+        digest.update(f"{item_key(item)}\0{separator.join(stats)}\n".encode())
     try:
         folder = os.path.commonpath([str(item_path(i).parent.resolve()) for i in items])
     except ValueError:  # different drives
@@ -156,7 +167,8 @@ class ImageCache:
         self.loader = loader
         self.cache_dir = Path(cache_dir).expanduser()
         self.settings = dict(settings) if settings is not None else loader_settings(loader)
-        self.key, self.family = cache_key(items, self.settings)
+        # a loader that reads more than the item's file (an image and its mask) lists them
+        self.key, self.family = cache_key(items, self.settings, getattr(loader, "item_files", None))
         self.path = self.cache_dir / self.key
         #: whether this process decoded the images (False: an existing cache was reused)
         self.built = False
