@@ -91,6 +91,17 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     return np.ascontiguousarray(plane.T[::-1, ::-1])
 
 
+def axial_spacing_mm(path: Path) -> tuple[float, float, float]:
+    """(row, column, slice) spacing in mm of the axial slices `read_axial_slice` returns.
+
+    Rows run anterior-posterior and columns right-left, whatever the voxel order.
+    """
+    axial, _, ornt = volume_geometry(path)
+    zooms = [float(z) for z in _open_volume(str(path)).header.get_zooms()[:3]]
+    axis_of = {int(ornt[a, 0]): a for a in range(3)}  # RAS axis (0 R/L, 1 A/P) -> voxel axis
+    return zooms[axis_of[1]], zooms[axis_of[0]], zooms[axial]
+
+
 class NiftiSource:
     """Axial slices of NIfTI volumes under `root`: `<root>/<class>/<volume>.nii[.gz]`.
 
@@ -178,10 +189,22 @@ class NiftiSource:
         return {}
 
     def read_mask(self, sample: Sample) -> np.ndarray | None:
-        """The lesion mask of the sample's slice (uint8 0/1, same view), or None without one."""
+        """The label mask of the sample's slice (its integer values, same view), or None.
+
+        Binary (0/1) and multi-label volumes (0 background, 1 hemorrhage, 2 infarct...)
+        alike; `data.masks` says what the values mean.
+        """
         if sample.mask_path is None or sample.slice_index is None:
             return None
-        return (read_axial_slice(sample.mask_path, sample.slice_index) > 0).astype(np.uint8)
+        values = read_axial_slice(sample.mask_path, sample.slice_index)
+        labels = np.rint(values)
+        if not np.array_equal(labels, values):
+            raise DatasetError(
+                f"mask {sample.mask_path} of {sample.path} holds non-integer values on slice "
+                f"{sample.slice_index} (e.g. {values[labels != values][0]}); a label volume "
+                "holds integers (resampled with nearest neighbour)"
+            )
+        return labels.astype(np.int64)
 
     # -- helpers ---------------------------------------------------------------------------
     def _volumes(self) -> list[Path]:
