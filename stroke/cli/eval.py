@@ -19,7 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from stroke.config import CONFIG_PATH
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
-from stroke.inference.checkpoint import load_classifier, run_config_of
+from stroke.inference.checkpoint import (
+    checkpoint_task,
+    load_classifier,
+    read_checkpoint,
+    run_config_of,
+)
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.eval")
@@ -47,6 +52,10 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[Di
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     """Load the checkpoint safely, rebuild its data, predict val and test, write the report."""
+    if checkpoint_task(read_checkpoint(cfg.ckpt_path)) == "segmentation":
+        from stroke.segmentation.evaluate import evaluate_segmentation_checkpoint
+
+        return evaluate_segmentation_checkpoint(cfg, *data_config(cfg))
     classifier = load_classifier(cfg.ckpt_path)
     data_cfg, origin = data_config(cfg)
     datamodule = instantiate(data_cfg)

@@ -144,8 +144,7 @@ class StrokeSegmenter(L.LightningModule):
 
     def describe(self) -> str:
         """`unet/resnet18` (`+ classification head` when joint): for reports and logs."""
-        joint = " + classification head" if self.hparams.joint else ""
-        return f"{self.hparams.architecture}/{self.hparams.encoder}{joint}"
+        return describe(self.hparams)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mask logits B x K x H x W, class logits B x classes or None)."""
@@ -248,6 +247,12 @@ def build_network(hparams: Mapping[str, Any], pretrained: bool | None = None) ->
         aux_classes=hparams["num_classes"] if hparams["joint"] else None,
         **dict(hparams.get("decoder") or {}),
     )
+
+
+def describe(hparams: Mapping[str, Any]) -> str:
+    """A segmenter in words: `unet/tu-resnet10t`, `+ classification head` when joint."""
+    joint = " + classification head" if hparams["joint"] else ""
+    return f"{hparams['architecture']}/{hparams['encoder']}{joint}"
 
 
 def _check_input_size(net: nn.Module, image_size: int | None, encoder: str) -> None:
