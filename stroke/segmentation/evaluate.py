@@ -67,7 +67,7 @@ def evaluate_segmentation_checkpoint(
     device = resolve_device(cfg.device)
     config = instantiate(cfg.evaluation)
     result = evaluate_segmentation(segmenter.net, datamodule, out_dir, config, device, context)
-    metrics = result["metrics"]
+    metrics = result["image_level"]["metrics"]
     print(
         f"test: Dice {metrics['dice']['value']}, IoU {metrics['iou']['value']}, lesion "
         f"sensitivity {metrics['lesion_sensitivity']['value']}, FP lesions per image "

@@ -145,7 +145,7 @@ def evaluate_segmentation(
 def score_segmentation(
     test: SegmentationPredictions, lesion_classes: Sequence[str], config: EvaluationConfig
 ) -> dict[str, object]:
-    """Metrics with patient-bootstrap intervals (metrics.json's `metrics`) and settings."""
+    """Metrics with patient-bootstrap intervals (metrics.json's `image_level`) and settings."""
 
     def statistic(idx: np.ndarray) -> dict[str, float]:
         summed = {k: v[idx].sum(axis=0) for k, v in test.counts.items()}
@@ -172,7 +172,11 @@ def score_segmentation(
             "aggregation": "global: pixel counts summed over the split, then Dice per class",
         },
         "splits": {test.split: {"n_images": len(test), "n_patients": len(set(patient_ids))}},
-        "metrics": with_intervals(statistic(np.arange(len(test))), intervals),
+        # the key of the classification report: one place for a checkpoint's metrics
+        "image_level": {
+            "n_images": len(test),
+            "metrics": with_intervals(statistic(np.arange(len(test))), intervals),
+        },
     }
 
 
@@ -325,7 +329,8 @@ def _fmt(entry: Mapping[str, object] | None) -> str:
 def _markdown(
     result: Mapping[str, object], figures: Mapping[str, Path], lesion_classes: list[str]
 ) -> str:
-    settings, metrics, volumes = result["settings"], result["metrics"], result["volumes"]
+    settings, volumes = result["settings"], result["volumes"]
+    metrics = result["image_level"]["metrics"]
     level = int(round(100 * settings["ci_level"]))
     lines = ["# Segmentation report", ""]
     lines += [f"- **{k}**: `{v}`" for k, v in result.get("context", {}).items()]
