@@ -291,3 +291,49 @@ def test_a_segmentation_fold_sweep_in_stroke_runs_and_stroke_cv(phantom_dir, tmp
         assert float(row["test/dice"]) == metrics["test/dice"]
     summary = json.loads((sweep_dir / "cv_summary.json").read_text())
     assert "test/dice" in summary["groups"][0]["metrics"]
+
+
+class BrightIsLesion:
+    """A stand-in segmenter: class 1 wherever the (normalised) input is bright."""
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, None]:
+        bright = (batch[:, :1] > 1.0).astype(np.float32) * 20.0
+        return np.concatenate([np.zeros_like(bright), bright, np.zeros_like(bright)], 1), None
+
+
+def test_a_nifti_volume_gets_a_mask_volume_of_its_geometry(tmp_path):
+    import nibabel as nib
+    from omegaconf import OmegaConf
+
+    from stroke.data.preprocessing import Preprocessing
+    from stroke.segmentation.predict import SegmenterDescription, _OutputWriter, predict_volume
+
+    volume = np.full((16, 12, 5), -1000, dtype=np.int16)
+    volume[2:-2, 2:-2] = 30
+    volume[4:9, 3:7, 1:4] = 75  # hyperdense: bright in the brain window
+    affine = np.array([[-0.5, 0, 0, 0], [0, 0, 0.8, 0], [0, 5.0, 0, 0], [0, 0, 0, 1]])
+    path = tmp_path / "scan.nii.gz"  # voxel axes (R->L, S, A): not the displayed order
+    nib.save(nib.Nifti1Image(volume.transpose(0, 2, 1), affine), path)
+    preprocessing = Preprocessing(32, 1, dicom_windows=({"width": 80.0, "level": 40.0},))
+    result = predict_volume(path, preprocessing, BrightIsLesion(), 4, flip_tta=False)
+    assert result.mask.shape == (16, 5, 12)
+    assert np.array_equal(result.mask > 0, volume.transpose(0, 2, 1) == 75)
+    assert result.voxel_ml == pytest.approx(0.5 * 0.8 * 5.0 / 1000)
+
+    cfg = OmegaConf.create(
+        {
+            "output_csv": str(tmp_path / "p.csv"),
+            "mask_dir": str(tmp_path / "m"),
+            "overlay_dir": str(tmp_path / "o"),
+        }
+    )
+    described = SegmenterDescription(LESIONS, ["normal", "stroke"], False, preprocessing)
+    with _OutputWriter(cfg, described) as writer:
+        writer.write_volume(result)
+    (row,) = read_rows(tmp_path / "p.csv")
+    assert int(row["lesion_area_px"]) == 5 * 4 * 3
+    assert float(row["lesion_volume_ml"]) == pytest.approx(60 * 0.002, abs=1e-3)
+    written = nib.load(row["mask"])
+    assert np.allclose(written.affine, affine) and np.array_equal(
+        written.get_fdata() > 0, result.mask > 0
+    )

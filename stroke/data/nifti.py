@@ -23,6 +23,7 @@ from stroke.data.windowing import (
     check_windows_fit,
     describe_windows,
     resolve_windows,
+    windows_record,
 )
 from stroke.errors import DatasetError
 
@@ -68,17 +69,9 @@ def volume_geometry(path: Path) -> tuple[int, int, np.ndarray]:
 
 def read_axial_slice(path: Path, index: int) -> np.ndarray:
     """Axial slice `index` (0 = most inferior) as float32 values, displayed like DICOM."""
-    axial, n_slices, ornt = volume_geometry(path)
-    if not 0 <= index < n_slices:
-        raise DatasetError(
-            f"NIfTI volume {path} has {n_slices} axial slices; {index} does not exist"
-        )
+    axial, _, ornt = volume_geometry(path)
     img = _open_volume(str(path))
-    slicer: list[int | slice] = [slice(None)] * len(img.shape)
-    slicer[axial] = index if ornt[axial, 1] > 0 else n_slices - 1 - index
-    if len(img.shape) == 4:
-        slicer[3] = 0
-    plane = np.asarray(img.dataobj[tuple(slicer)], dtype=np.float32)
+    plane = np.asarray(img.dataobj[axial_slicer(path, index)], dtype=np.float32)
     in_plane = [a for a in range(3) if a != axial]
     if int(ornt[in_plane[0], 0]) == 1:  # voxel axes are (A/P, R/L): make them (R/L, A/P)
         plane, in_plane = plane.T, in_plane[::-1]
@@ -89,6 +82,39 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     # plane[x, y] with x to the right, y to the front; rows anterior first, columns from
     # the patient's right: the radiological view of a DICOM axial slice
     return np.ascontiguousarray(plane.T[::-1, ::-1])
+
+
+def axial_slicer(path: Path, index: int) -> tuple:
+    """The voxel-array index of axial slice `index` (0 = most inferior) of a volume."""
+    axial, n_slices, ornt = volume_geometry(path)
+    if not 0 <= index < n_slices:
+        raise DatasetError(
+            f"NIfTI volume {path} has {n_slices} axial slices; {index} does not exist"
+        )
+    slicer: list[int | slice] = [slice(None)] * len(_open_volume(str(path)).shape)
+    slicer[axial] = index if ornt[axial, 1] > 0 else n_slices - 1 - index
+    if len(slicer) == 4:
+        slicer[3] = 0
+    return tuple(slicer)
+
+
+def to_voxel_plane(path: Path, displayed: np.ndarray) -> np.ndarray:
+    """The inverse of `read_axial_slice`'s view: a displayed slice back in voxel order.
+
+    `volume[axial_slicer(path, k)] = to_voxel_plane(path, slice_k)` writes, e.g., a
+    predicted mask into a volume of the input's geometry.
+    """
+    axial, _, ornt = volume_geometry(path)
+    plane = np.asarray(displayed)[::-1, ::-1].T
+    in_plane = [a for a in range(3) if a != axial]
+    transposed = int(ornt[in_plane[0], 0]) == 1
+    if transposed:
+        in_plane = in_plane[::-1]
+    if ornt[in_plane[1], 1] < 0:
+        plane = plane[:, ::-1]
+    if ornt[in_plane[0], 1] < 0:
+        plane = plane[::-1, :]
+    return np.ascontiguousarray(plane.T if transposed else plane)
 
 
 def axial_spacing_mm(path: Path) -> tuple[float, float, float]:
@@ -185,8 +211,9 @@ class NiftiSource:
         )
 
     def preprocessing_record(self) -> dict[str, list]:
-        """Nothing for checkpoints: stroke-predict reads image and DICOM files, not volumes."""
-        return {}
+        """The window(s) in checkpoints: stroke-predict reads a DICOM file, or (segmenters) a
+        NIfTI volume, through the values the model was trained on."""
+        return {"dicom_windows": windows_record(self.windows)}
 
     def read_mask(self, sample: Sample) -> np.ndarray | None:
         """The label mask of the sample's slice (its integer values, same view), or None.

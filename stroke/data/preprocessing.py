@@ -65,7 +65,8 @@ class Preprocessing:
     Images are letterboxed (resized keeping their aspect ratio, padded with black) to
     `image_size` squares with `in_chans` channels, scaled to 0..1 and normalised with
     `mean` and `std` per channel. `dicom_windows` holds the HU windows (plain values) that
-    made the channels of a model trained on DICOM; None for a model trained on image files.
+    made the channels of a model trained on DICOM or NIfTI (and read such files at
+    prediction); None for a model trained on image files.
     """
 
     image_size: int

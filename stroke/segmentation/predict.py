@@ -4,8 +4,9 @@ Per input image: a mask PNG (palette PNG whose pixel values are the class indice
 0 background, k the k-th lesion class; viewers show it in colour) and an overlay PNG, both
 at the image's own size, and a row of `predictions.csv` with the lesion area in pixels
 (and mm² when the file gives its pixel spacing, as DICOM does), per lesion class, and for
-a joint model the class probabilities. A file that cannot be read gets its error in the
-`error` column; the others carry on.
+a joint model the class probabilities. Per NIfTI volume: a NIfTI mask of its geometry,
+the overlay of its slice with the most lesion, and its lesion volume in mL. A file that
+cannot be read gets its error in the `error` column; the others carry on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from stroke.data.images import letterbox
+from stroke.data.nifti import is_nifti, volume_stem
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
 from stroke.errors import ConfigError
@@ -170,6 +172,83 @@ def predict_masks(
             yield results
 
 
+@dataclass
+class VolumePrediction:
+    """A NIfTI volume's mask in its own voxel grid, or the error that prevented it."""
+
+    path: Path
+    mask: np.ndarray | None = None  # voxel order, the input's geometry
+    voxels: np.ndarray | None = None  # lesion voxels per class (0: background)
+    voxel_ml: float | None = None
+    #: the slice with the most lesion, as shown, and its mask: the overlay
+    image: np.ndarray | None = None
+    slice_mask: np.ndarray | None = None
+    class_probs: np.ndarray | None = None  # mean over the slices (joint models)
+    error: str = ""
+
+
+def predict_volume(
+    path: Path, preprocessing: Preprocessing, backend, batch_size: int, flip_tta: bool
+) -> VolumePrediction:
+    """Every axial slice of a NIfTI volume through the model; the masks back in voxel order.
+
+    Slices are read as training read them (`NiftiSource`: the recorded window(s)).
+    """
+    from stroke.data.nifti import (
+        axial_slicer,
+        axial_spacing_mm,
+        read_axial_slice,
+        to_voxel_plane,
+        volume_geometry,
+    )
+    from stroke.data.windowing import apply_windows, resolve_window
+
+    if preprocessing.dicom_windows is None:
+        return VolumePrediction(
+            path,
+            error="ConfigError: this model records no window to read NIfTI volumes with "
+            "(trained on image files); predict on the kind of files it was trained on",
+        )
+    windows = [resolve_window(w, "dicom_windows") for w in preprocessing.dicom_windows]
+    try:
+        _, n_slices, _ = volume_geometry(path)
+        slices = [
+            apply_windows(read_axial_slice(path, k), windows, preprocessing.in_chans)
+            for k in range(n_slices)
+        ]
+        row_mm, column_mm, slice_mm = axial_spacing_mm(path)
+    except Exception as err:  # any failure to read is reported per file
+        return VolumePrediction(path, error=f"{type(err).__name__}: {err}")
+    import nibabel as nib
+
+    volume = np.zeros(nib.load(str(path)).shape[:3], dtype=np.uint8)
+    masks, probs = [], []
+    for start in range(0, n_slices, batch_size):
+        chunk = slices[start : start + batch_size]
+        size = preprocessing.image_size
+        batch = np.stack([preprocessing.normalize(letterbox(image, size)) for image in chunk])
+        mask_probs, class_probs = probabilities(backend, batch, flip_tta)
+        for image, slice_probs in zip(chunk, mask_probs, strict=True):
+            restored = preprocessing.restore_size(
+                slice_probs.transpose(1, 2, 0), *image.shape[:2], nearest=False
+            )
+            masks.append(restored.reshape(*image.shape[:2], -1).argmax(axis=2).astype(np.uint8))
+        if class_probs is not None:
+            probs.append(class_probs)
+    for k, mask in enumerate(masks):
+        volume[axial_slicer(path, k)[:3]] = to_voxel_plane(path, mask)
+    worst = int(np.argmax([(m > 0).sum() for m in masks]))
+    return VolumePrediction(
+        path,
+        mask=volume,
+        voxels=np.bincount(volume.ravel()),
+        voxel_ml=row_mm * column_mm * slice_mm / 1000.0,
+        image=slices[worst],
+        slice_mask=masks[worst],
+        class_probs=np.concatenate(probs).mean(axis=0) if probs else None,
+    )
+
+
 def describe_model(cfg: DictConfig, segmenter) -> SegmenterDescription:
     """Classes and preprocessing from the loaded checkpoint, else from the ONNX metadata."""
     from stroke.inference.onnx_export import read_onnx_metadata
@@ -219,10 +298,11 @@ def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     else:
         raise ConfigError(f"backend={cfg.backend!r}; expected one of ('torch', 'onnx')")
     inputs = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
-    paths = resolve_inputs(inputs)
+    paths = resolve_inputs(inputs, volumes=True)
+    images = [p for p in paths if not is_nifti(p)]
     writer = _OutputWriter(cfg, model)
     batches = predict_masks(
-        paths,
+        images,
         model.preprocessing,
         backend,
         batch_size=cfg.batch_size,
@@ -231,9 +311,12 @@ def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
         progress=cfg.progress,
     )
     with writer:
-        for batch in batches:
+        for batch in batches if images else ():
             for result in batch:
                 writer.write(result)
+        for path in (p for p in paths if is_nifti(p)):  # a mask volume per input volume
+            args = (model.preprocessing, backend, cfg.batch_size, cfg.tta)
+            writer.write_volume(predict_volume(path, *args))
     return writer.csv_path, len(paths), writer.failures
 
 
@@ -264,42 +347,75 @@ class _OutputWriter:
         lesions = self.model.lesion_classes
         columns = ["path", "lesion_class", "lesion_area_px", "lesion_area_mm2"]
         columns += [f"lesion_area_px/{c}" for c in lesions]
+        columns.append("lesion_volume_ml")  # NIfTI volumes; their areas count voxels
         if self.model.joint:
             names = self.model.class_names
             columns += ["predicted_class", "probability", *[f"prob_{c}" for c in names]]
         return [*columns, "mask", "overlay", "error"]
 
     def write(self, result: MaskPrediction) -> None:
+        """The row, mask and overlay of one image."""
         if result.error:
-            self.failures += 1
-            log.warning("%s: %s", result.path, result.error)
-            self._csv.writerow([str(result.path), *[""] * (len(self.header) - 2), result.error])
+            self._failed(result.path, result.error)
             return
-        areas = np.bincount(result.mask.ravel(), minlength=len(self.model.lesion_classes) + 1)
-        total = int(areas[1:].sum())
-        mm2 = result.geometry.area_mm2(total) if result.geometry else None
-        row = [
-            str(result.path),
-            self.model.lesion_classes[int(areas[1:].argmax())] if total else "",
-            total,
-            "" if mm2 is None else f"{mm2:.2f}",
-            *[int(a) for a in areas[1:]],
-        ]
-        if self.model.joint:
-            k = int(result.class_probs.argmax())
-            row += [self.model.class_names[k], f"{result.class_probs[k]:.6f}"]
-            row += [f"{p:.6f}" for p in result.class_probs]
-        name = self._unique_name(result.path)
+        areas = self._areas(np.bincount(result.mask.ravel()))
+        mm2 = result.geometry.area_mm2(int(areas[1:].sum())) if result.geometry else None
+        row = self._row(result.path, areas, mm2, None, result.class_probs)
+        name = self._unique_name(result.path.stem, ".png")
         mask_path, overlay_path = self.mask_dir / name, self.overlay_dir / name
         _save_mask(result.mask, mask_path)
         Image.fromarray(mask_overlay(result.image, result.mask)).save(overlay_path)
         self._csv.writerow([*row, str(mask_path), str(overlay_path), ""])
 
-    def _unique_name(self, path: Path) -> str:
-        """`<stem>.png`, numbered when inputs in different folders share a name."""
-        name, suffix = f"{path.stem}.png", 1
+    def write_volume(self, result: VolumePrediction) -> None:
+        """The row, mask volume (NIfTI, the input's geometry) and overlay of one volume."""
+        import nibabel as nib
+
+        if result.error:
+            self._failed(result.path, result.error)
+            return
+        areas = self._areas(result.voxels)
+        volume_ml = float(areas[1:].sum()) * result.voxel_ml
+        row = self._row(result.path, areas, None, volume_ml, result.class_probs)
+        stem = volume_stem(result.path)
+        mask_path = self.mask_dir / self._unique_name(stem, ".nii.gz")
+        overlay_path = self.overlay_dir / self._unique_name(stem, ".png")
+        # the input's affine (its voxel grid and spacing), not its header: a CT's intensity
+        # scaling would rescale the labels
+        nib.save(nib.Nifti1Image(result.mask, nib.load(str(result.path)).affine), mask_path)
+        Image.fromarray(mask_overlay(result.image, result.slice_mask)).save(overlay_path)
+        self._csv.writerow([*row, str(mask_path), str(overlay_path), ""])
+
+    def _areas(self, counts: np.ndarray) -> np.ndarray:
+        """Pixels per class, background first, every class present."""
+        return np.pad(counts, (0, max(0, len(self.model.lesion_classes) + 1 - len(counts))))
+
+    def _row(self, path, areas, mm2, volume_ml, class_probs) -> list:
+        total = int(areas[1:].sum())
+        row = [
+            str(path),
+            self.model.lesion_classes[int(areas[1:].argmax())] if total else "",
+            total,
+            "" if mm2 is None else f"{mm2:.2f}",
+            *[int(a) for a in areas[1:]],
+            "" if volume_ml is None else f"{volume_ml:.3f}",
+        ]
+        if self.model.joint:
+            k = int(class_probs.argmax())
+            row += [self.model.class_names[k], f"{class_probs[k]:.6f}"]
+            row += [f"{p:.6f}" for p in class_probs]
+        return row
+
+    def _failed(self, path: Path, error: str) -> None:
+        self.failures += 1
+        log.warning("%s: %s", path, error)
+        self._csv.writerow([str(path), *[""] * (len(self.header) - 2), error])
+
+    def _unique_name(self, stem: str, suffix: str) -> str:
+        """`<stem><suffix>`, numbered when inputs in different folders share a name."""
+        name, number = f"{stem}{suffix}", 1
         while name in self._taken:
-            name, suffix = f"{path.stem}_{suffix}.png", suffix + 1
+            name, number = f"{stem}_{number}{suffix}", number + 1
         self._taken.add(name)
         return name
 
