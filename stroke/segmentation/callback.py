@@ -7,6 +7,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
+#: Validation slices looked at when picking the ones to show.
+_SCANNED = 1000
+
 
 class LesionOutlineCallback(Callback):
     """Watch the masks take shape: the same validation slices every epoch.
@@ -63,7 +66,8 @@ class LesionOutlineCallback(Callback):
         if dataset is None or len(dataset) == 0:
             return False
         by_class: dict[int, list[int]] = {}
-        masks = [dataset.image_and_mask(i) for i in range(len(dataset))]
+        # the first slices are enough to find each class: a large split is not read whole
+        masks = [dataset.image_and_mask(i) for i in range(min(len(dataset), _SCANNED))]
         for index, (_, mask) in enumerate(masks):
             present = np.unique(mask)
             by_class.setdefault(int(present.max()), []).append(index)
