@@ -337,3 +337,34 @@ def test_a_nifti_volume_gets_a_mask_volume_of_its_geometry(tmp_path):
     assert np.allclose(written.affine, affine) and np.array_equal(
         written.get_fdata() > 0, result.mask > 0
     )
+
+
+def test_a_dicom_input_gets_its_lesion_area_in_mm2(tmp_path):
+    from dicom_factory import ct_dataset, save
+    from omegaconf import OmegaConf
+
+    from stroke.data.preprocessing import Preprocessing
+    from stroke.segmentation.predict import SegmenterDescription, _OutputWriter, predict_masks
+
+    hu = np.full((40, 50), 30.0)
+    hu[10:20, 5:15] = 75.0  # 100 pixels of hyperdense lesion
+    ds = ct_dataset(hu)
+    ds.PixelSpacing = [0.5, 0.4]
+    path = save(ds, tmp_path / "slice.dcm")
+    preprocessing = Preprocessing(32, 1, dicom_windows=({"width": 80.0, "level": 40.0},))
+    (results,) = list(predict_masks([path], preprocessing, BrightIsLesion(), progress=False))
+    cfg = OmegaConf.create(
+        {
+            "output_csv": str(tmp_path / "p.csv"),
+            "mask_dir": str(tmp_path / "m"),
+            "overlay_dir": str(tmp_path / "o"),
+        }
+    )
+    described = SegmenterDescription(LESIONS, ["normal", "stroke"], False, preprocessing)
+    with _OutputWriter(cfg, described) as writer:
+        writer.write(results[0])
+    (row,) = read_rows(tmp_path / "p.csv")
+    assert row["error"] == "" and row["lesion_class"] == "hemorrhage"
+    # back at 40x50 pixels (the 0.64x letterbox and back blur the edge by a pixel or so)
+    assert int(row["lesion_area_px"]) == pytest.approx(100, abs=25)
+    assert float(row["lesion_area_mm2"]) == pytest.approx(int(row["lesion_area_px"]) * 0.2)
