@@ -268,5 +268,5 @@ def plot_volume_agreement(
     ax_ba.set_xlabel(f"mean of true and predicted ({unit})")
     ax_ba.set_ylabel(f"predicted - true ({unit})")
     ax_ba.set_title("Bland-Altman")
-    ax_ba.legend(loc="upper left", fontsize=8)
+    ax_ba.legend(loc="best", fontsize=8)
     return _save(fig, path)
