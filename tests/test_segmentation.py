@@ -222,7 +222,9 @@ def test_onnx_export_gives_the_same_masks(segmentation_run, phantom_dir, tmp_pat
 
 
 @pytest.mark.slow
-def test_stroke_eval_on_a_segmentation_checkpoint(segmentation_run, tmp_path):
+def test_stroke_eval_on_a_segmentation_checkpoint(segmentation_run, tmp_path, monkeypatch):
+    # no command line: another test's Hydra config must not pass for this one's overrides
+    monkeypatch.setattr("stroke.cli.eval._cli_overrides", lambda: [])
     cfg = compose_config(
         "eval",
         [
