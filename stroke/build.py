@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
 from stroke.data.datamodule import StrokeDataModule
+from stroke.errors import ConfigError
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list:
@@ -38,16 +40,26 @@ def build_datamodule(cfg: DictConfig, augment: bool = True, **overrides: Any) ->
 
 
 def build_model(cfg: DictConfig, datamodule: StrokeDataModule) -> L.LightningModule:
-    """The LightningModule `cfg.model` names, sized by what the data holds (set up first)."""
-    return instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        in_chans=datamodule.in_chans,
-        class_names=datamodule.class_names,
-        class_counts=datamodule.class_counts("train"),
-        monitor=cfg.monitor,
-        monitor_mode=cfg.monitor_mode,
-    )
+    """The LightningModule `cfg.model` names, sized by what the data holds (set up first).
+
+    The datamodule says what its model needs (`model_arguments`): classes and channels,
+    and for segmentation data its lesion classes too.
+    """
+    arguments = datamodule.model_arguments()
+    try:
+        return instantiate(
+            cfg.model, **arguments, monitor=cfg.monitor, monitor_mode=cfg.monitor_mode
+        )
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            raise ConfigError(
+                f"model {cfg.model.get('_target_')} cannot be built from data "
+                f"{cfg.data.get('_target_')}, which gives it {sorted(arguments)} ({cause}); "
+                "a segmentation datamodule needs a segmentation model and the other way "
+                "round (e.g. experiment=lesion_segmentation)"
+            ) from err
+        raise
 
 
 def build_trainer(

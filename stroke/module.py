@@ -26,7 +26,7 @@ from stroke.models import create_model
 _LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
 
 
-def _plain(value: Any) -> Any:
+def plain_values(value: Any) -> Any:
     """DictConfig -> dict, so hyper-parameters in checkpoints are plain Python values."""
     if isinstance(value, DictConfig):
         return OmegaConf.to_container(value, resolve=True)
@@ -51,9 +51,9 @@ class StrokeClassifier(L.LightningModule):
         monitor_mode: str = "max",
     ) -> None:
         super().__init__()
-        backbone = _plain(backbone)
-        optimizer = _plain(optimizer) or {"_target_": "torch.optim.AdamW", "lr": 1e-3}
-        scheduler = _plain(scheduler)
+        backbone = plain_values(backbone)
+        optimizer = plain_values(optimizer) or {"_target_": "torch.optim.AdamW", "lr": 1e-3}
+        scheduler = plain_values(scheduler)
         class_names = list(class_names or [str(i) for i in range(num_classes)])
         if len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class names for num_classes={num_classes}")
@@ -210,15 +210,32 @@ class StrokeClassifier(L.LightningModule):
                 logger.experiment.add_figure(tag, fig, global_step=self.current_epoch)
                 plt.close(fig)
 
-    # -- optimization ----------------------------------------------------------------------
+    # -- what stroke-train asks of any model ----------------------------------------------
+    def describe(self) -> str:
+        """The backbone's name, for reports and logs."""
+        return self.hparams.backbone["name"]
+
+    def write_evaluation(
+        self, datamodule, out_dir, config, device, context: Mapping[str, object]
+    ) -> dict[str, object]:
+        """The evaluation report (stroke-eval's) of these weights on the test split."""
+        from stroke.evaluation.report import evaluate_and_report
+
+        return evaluate_and_report(self.net, datamodule, out_dir, config, device, context)
+
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
-        scheduler_cfg = self.hparams.scheduler
-        if not scheduler_cfg:
-            return optimizer
-        scheduler_cfg = dict(scheduler_cfg)
-        lightning_keys = {
-            k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg
-        }
-        scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
+        return configure_optimizers(self)
+
+
+def configure_optimizers(module: L.LightningModule):
+    """The optimizer and scheduler a module's `optimizer` and `scheduler` hyper-parameters name."""
+    optimizer = instantiate(module.hparams.optimizer, params=module.parameters())
+    scheduler_cfg = module.hparams.scheduler
+    if not scheduler_cfg:
+        return optimizer
+    scheduler_cfg = dict(scheduler_cfg)
+    lightning_keys = {
+        k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg
+    }
+    scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

@@ -20,7 +20,12 @@ from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
-from stroke.inference.checkpoint import load_classifier, run_config_of
+from stroke.inference.checkpoint import (
+    checkpoint_task,
+    load_classifier,
+    read_checkpoint,
+    run_config_of,
+)
 from stroke.inference.consistency import align_preprocessing, check_windows
 from stroke.warnings_filter import quiet_third_party_warnings
 
@@ -49,6 +54,10 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[Di
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     """Load the checkpoint safely, rebuild its data, predict val and test, write the report."""
+    if checkpoint_task(read_checkpoint(cfg.ckpt_path)) == "segmentation":
+        from stroke.segmentation.evaluate import evaluate_segmentation_checkpoint
+
+        return evaluate_segmentation_checkpoint(cfg, *data_config(cfg))
     classifier = load_classifier(cfg.ckpt_path)
     data_cfg, origin = data_config(cfg)
     # size, channels, normalisation as in training, unless the command line sets them

@@ -1,4 +1,5 @@
-"""`stroke-predict ckpt_path=... inputs=<file|folder|glob>`: a CSV of class probabilities.
+"""`stroke-predict ckpt_path=... inputs=<file|folder|glob>`: a CSV of class probabilities
+(or, for a segmentation checkpoint, lesion areas with a mask and an overlay per image).
 
 Each input gets a row; a file that cannot be read gets its error in the `error` column
 and the others carry on. The exit status is 3 (a data error) when any file failed. Files of
@@ -24,7 +25,7 @@ from stroke.data.audit import SKIPPED_CSV, summarize, unused_inputs, write_left_
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import ConfigError, DatasetError
 from stroke.hardware import resolve_device, resolve_num_workers
-from stroke.inference.checkpoint import load_classifier
+from stroke.inference.checkpoint import checkpoint_task, load_classifier, read_checkpoint
 from stroke.inference.consistency import describe
 from stroke.inference.onnx_export import read_onnx_metadata
 from stroke.inference.predictor import (
@@ -75,6 +76,13 @@ def _model_description(cfg: DictConfig):
     return classes, preprocessing, classifier
 
 
+def _task(cfg: DictConfig) -> str:
+    """The checkpoint's task from its hyper-parameters, else the ONNX file's metadata."""
+    if cfg.ckpt_path:
+        return checkpoint_task(read_checkpoint(cfg.ckpt_path))
+    return str((read_onnx_metadata(cfg.onnx_path) or {}).get("task", "classification"))
+
+
 def _backend(cfg: DictConfig, classifier, device: str):
     if cfg.backend not in BACKENDS:
         raise ConfigError(f"backend={cfg.backend!r}; expected one of {BACKENDS}")
@@ -87,9 +95,16 @@ def _backend(cfg: DictConfig, classifier, device: str):
 
 
 def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
-    """Predict every input and write the CSV; returns (csv path, files, failures)."""
+    """Predict every input and write the CSV; returns (csv path, files, failures).
+
+    A segmentation checkpoint (or its ONNX export) writes masks and overlays as well.
+    """
     if not cfg.ckpt_path and not cfg.onnx_path:
         raise ConfigError("give ckpt_path= (a stroke-train checkpoint) or onnx_path=")
+    if _task(cfg) == "segmentation":
+        from stroke.segmentation.predict import run_segmentation_prediction
+
+        return run_segmentation_prediction(cfg)
     classes, preprocessing, classifier = _model_description(cfg)
     if cfg.threshold is not None and len(classes) != 2:
         raise ConfigError(

@@ -36,18 +36,16 @@ def _best_checkpoint(trainer: L.Trainer) -> str:
 
 
 def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) -> Path:
-    """The stroke-eval report of the tested weights, in `<run>/eval/`."""
-    from stroke.evaluation.report import evaluate_and_report
-
+    """The stroke-eval report of the tested weights, in `<run>/eval/` (the model writes the
+    report of its task: a classifier's or a segmenter's)."""
     eval_dir = Path(cfg.paths.output_dir) / "eval"
     context = {
         "checkpoint": _best_checkpoint(trainer) or "current weights (no best checkpoint)",
-        "backbone": cfg.model.backbone.name,
+        "backbone": model.describe(),
         "data source": repr(datamodule.source),
     }
     device = trainer.strategy.root_device
-    config = instantiate(cfg.evaluation)
-    evaluate_and_report(model.net, datamodule, eval_dir, config, device, context)
+    model.write_evaluation(datamodule, eval_dir, instantiate(cfg.evaluation), device, context)
     log.info("evaluation report: %s", eval_dir / "report.md")
     return eval_dir
 

@@ -7,7 +7,10 @@ item into `<cache_dir>/<key>/images.npy` and afterwards answers from that file.
 
 The key hashes the item list, each file's size and modification time, the loader's
 settings and its code, so a changed file, another `image_size` or an edited reader gets a
-fresh cache and never a stale one. Two processes (sweep trials, DDP ranks) building the
+fresh cache and never a stale one. Segmentation stores each image with its lesion mask as
+one more channel (`stroke.segmentation.masks.MaskedLoader`, which lists the mask among an
+item's files): another loader, so another key, beside the classification cache of the
+same images. Two processes (sweep trials, DDP ranks) building the
 same cache take turns on a file lock; the build goes to a temporary folder renamed into
 place when complete, so a reader never sees half a cache. The store is memory-mapped:
 pages are shared by DataLoader workers and parallel runs through the OS page cache, and
@@ -114,18 +117,29 @@ def _source_digest(kind: Any) -> str:
     return hashlib.sha256(source).hexdigest()[:12]
 
 
-def cache_key(items: Sequence[Any], settings: Mapping[str, Any]) -> tuple[str, str]:
+def cache_key(
+    items: Sequence[Any],
+    settings: Mapping[str, Any],
+    files: Callable[[Any], Sequence[Path]] | None = None,
+) -> tuple[str, str]:
     """(key, family): the key changes with any file, size, mtime or setting; the family
-    (settings and dataset folder) stays, so a rebuilt cache replaces its predecessor."""
+    (settings and dataset folder) stays, so a rebuilt cache replaces its predecessor.
+
+    `files(item)` lists the files an item is decoded from when it is more than its own
+    path (an image and its lesion mask); by default the item's path alone.
+    """
     head = json.dumps({"format": CACHE_FORMAT, "settings": settings}, sort_keys=True, default=str)
     digest = hashlib.sha256(head.encode())
     for item in items:
-        path = item_path(item)
-        try:
-            stat = path.stat()
-        except OSError as err:
-            raise DatasetError(f"cannot read image file {path}: {err}") from err
-        digest.update(f"{item_key(item)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        stats = []
+        for path in [item_path(item)] if files is None else files(item):
+            try:
+                stat = Path(path).stat()
+            except OSError as err:
+                raise DatasetError(f"cannot read image file {path}: {err}") from err
+            stats.append(f"{stat.st_size}\0{stat.st_mtime_ns}")
+        separator = "\0"
+        digest.update(f"{item_key(item)}\0{separator.join(stats)}\n".encode())
     # resolved once per folder, not per file: a dataset has far fewer folders than images
     folders = {item_path(item).parent for item in items}
     try:
@@ -159,7 +173,8 @@ class ImageCache:
         self.loader = loader
         self.cache_dir = Path(cache_dir).expanduser()
         self.settings = dict(settings) if settings is not None else loader_settings(loader)
-        self.key, self.family = cache_key(items, self.settings)
+        # a loader that reads more than the item's file (an image and its mask) lists them
+        self.key, self.family = cache_key(items, self.settings, getattr(loader, "item_files", None))
         self.path = self.cache_dir / self.key
         #: whether this process decoded the images (False: an existing cache was reused)
         self.built = False

@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -146,6 +147,16 @@ class StrokeDataModule(L.LightningDataModule):
         self._require_setup()
         return [s for s in self.samples if s.split == split]
 
+    def model_arguments(self) -> dict[str, Any]:
+        """What the model is sized by (valid after setup): `stroke.build.build_model` passes
+        these to whichever model class `cfg.model` names."""
+        return {
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "class_names": list(self.class_names),
+            "class_counts": self.class_counts("train"),
+        }
+
     def class_counts(self, split: str = "train") -> list[int]:
         """Images per class in a split, in class order: the basis of class weights."""
         counts = Counter(s.label for s in self.split_samples(split))
@@ -215,16 +226,12 @@ class StrokeDataModule(L.LightningDataModule):
             loader = self._cached_loader()
         else:
             loader = self.loader
-            loader(self.samples[0])
+            self._check_decoding(loader)
         class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         for split in SPLITS:
             transform = self.train_transform if split == "train" else None
-            self.datasets[split] = ImageClassificationDataset(
-                [s for s in self.samples if s.split == split],
-                class_to_idx,
-                loader,
-                self.preprocessing,
-                transform,
+            self.datasets[split] = self._dataset(
+                [s for s in self.samples if s.split == split], class_to_idx, loader, transform
             )
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
@@ -237,7 +244,30 @@ class StrokeDataModule(L.LightningDataModule):
             f", fold {self.fold} of {self.folds}" if self.fold is not None else "",
         )
         # through the cache: the leakage check reads every image, the cache has them decoded
-        self.near_duplicates = check_leakage(self.samples, loader, self.leakage, self.num_workers)
+        self.near_duplicates = check_leakage(
+            self.samples, self._image_view(loader), self.leakage, self.num_workers
+        )
+
+    # -- what a task-specific datamodule (e.g. segmentation) changes ------------------------
+    def _dataset(
+        self,
+        samples: list[Sample],
+        class_to_idx: dict[str, int],
+        loader: Callable,
+        transform: Callable | None,
+    ) -> ImageClassificationDataset:
+        """The torch Dataset of one split."""
+        return ImageClassificationDataset(
+            samples, class_to_idx, loader, self.preprocessing, transform
+        )
+
+    def _check_decoding(self, loader: Callable) -> None:
+        """Without a cache: fail before training when the data cannot be decoded."""
+        loader(self.samples[0])
+
+    def _image_view(self, loader: Callable) -> Callable:
+        """The loader as the leakage check reads it: the image pixels alone."""
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -63,23 +63,47 @@ def _to_uint8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+def letterbox_box(height: int, width: int, size: int) -> tuple[float, int, int, int, int]:
+    """Where a height x width image lands in its `size` letterbox: (scale, top, left, h, w).
+
+    A pixel of the image becomes `scale` pixels of the letterbox on each side, so areas
+    measured in the letterbox are divided by scale squared to read in image pixels.
+    """
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return scale, (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
+
+
+def letterbox(image: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
     """Resize keeping the aspect ratio and pad with black to a `size` x `size` square.
 
     Stretching would change skull shape and lesion geometry between scanners with
-    different fields of view; padding with air does not.
+    different fields of view; padding with air does not. `interpolation` is an OpenCV
+    flag; None: area averaging when shrinking, linear when enlarging (images; label masks
+    take `cv2.INTER_NEAREST`, which invents no label).
     """
     height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    scale, top, left, new_h, new_w = letterbox_box(height, width, size)
+    if interpolation is None:
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-    if resized.ndim == 2:
+    if resized.ndim == 2 and image.ndim == 3:
         resized = resized[:, :, None]
-    out = np.zeros((size, size, image.shape[2]), dtype=np.uint8)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
+    out = np.zeros((size, size, *image.shape[2:]), dtype=image.dtype)
     out[top : top + new_h, left : left + new_w] = resized
     return out
+
+
+def unletterbox(
+    array: np.ndarray, height: int, width: int, interpolation: int = cv2.INTER_LINEAR
+) -> np.ndarray:
+    """The inverse of `letterbox`: crop the padding and resize back to height x width."""
+    scale, top, left, new_h, new_w = letterbox_box(height, width, array.shape[0])
+    crop = np.ascontiguousarray(array[top : top + new_h, left : left + new_w])
+    restored = cv2.resize(crop, (width, height), interpolation=interpolation)
+    if restored.ndim == 2 and array.ndim == 3:
+        restored = restored[:, :, None]
+    return restored
 
 
 class ImageLoader:
@@ -119,9 +143,13 @@ class ImageLoader:
 
     def __call__(self, sample: Sample | str | Path) -> np.ndarray:
         """The sample (or image file) as uint8 `image_size` x `image_size` x `in_chans`."""
+        return letterbox(self.decode(sample), self.image_size)
+
+    def decode(self, sample: Sample | str | Path) -> np.ndarray:
+        """The sample (or image file) at its own size, uint8 H x W x `in_chans`."""
         if self.reader is None:
             path = sample.path if isinstance(sample, Sample) else sample
-            return letterbox(read_image(path, self.in_chans), self.image_size)
+            return read_image(path, self.in_chans)
         if not isinstance(sample, Sample):
             sample = Sample(Path(sample), label="", patient_id="")
         image = self.reader(sample, self.in_chans)
@@ -130,4 +158,4 @@ class ImageLoader:
                 f"reader {self.reader!r} returned {image.dtype} {image.shape} for {sample.path}; "
                 f"expected uint8 H x W x {self.in_chans}"
             )
-        return letterbox(image, self.image_size)
+        return image

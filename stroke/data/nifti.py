@@ -23,6 +23,7 @@ from stroke.data.windowing import (
     check_windows_fit,
     describe_windows,
     resolve_windows,
+    windows_record,
 )
 from stroke.errors import DatasetError
 
@@ -68,17 +69,9 @@ def volume_geometry(path: Path) -> tuple[int, int, np.ndarray]:
 
 def read_axial_slice(path: Path, index: int) -> np.ndarray:
     """Axial slice `index` (0 = most inferior) as float32 values, displayed like DICOM."""
-    axial, n_slices, ornt = volume_geometry(path)
-    if not 0 <= index < n_slices:
-        raise DatasetError(
-            f"NIfTI volume {path} has {n_slices} axial slices; {index} does not exist"
-        )
+    axial, _, ornt = volume_geometry(path)
     img = _open_volume(str(path))
-    slicer: list[int | slice] = [slice(None)] * len(img.shape)
-    slicer[axial] = index if ornt[axial, 1] > 0 else n_slices - 1 - index
-    if len(img.shape) == 4:
-        slicer[3] = 0
-    plane = np.asarray(img.dataobj[tuple(slicer)], dtype=np.float32)
+    plane = np.asarray(img.dataobj[axial_slicer(path, index)], dtype=np.float32)
     in_plane = [a for a in range(3) if a != axial]
     if int(ornt[in_plane[0], 0]) == 1:  # voxel axes are (A/P, R/L): make them (R/L, A/P)
         plane, in_plane = plane.T, in_plane[::-1]
@@ -89,6 +82,50 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     # plane[x, y] with x to the right, y to the front; rows anterior first, columns from
     # the patient's right: the radiological view of a DICOM axial slice
     return np.ascontiguousarray(plane.T[::-1, ::-1])
+
+
+def axial_slicer(path: Path, index: int) -> tuple:
+    """The voxel-array index of axial slice `index` (0 = most inferior) of a volume."""
+    axial, n_slices, ornt = volume_geometry(path)
+    if not 0 <= index < n_slices:
+        raise DatasetError(
+            f"NIfTI volume {path} has {n_slices} axial slices; {index} does not exist"
+        )
+    slicer: list[int | slice] = [slice(None)] * len(_open_volume(str(path)).shape)
+    slicer[axial] = index if ornt[axial, 1] > 0 else n_slices - 1 - index
+    if len(slicer) == 4:
+        slicer[3] = 0
+    return tuple(slicer)
+
+
+def to_voxel_plane(path: Path, displayed: np.ndarray) -> np.ndarray:
+    """The inverse of `read_axial_slice`'s view: a displayed slice back in voxel order.
+
+    `volume[axial_slicer(path, k)] = to_voxel_plane(path, slice_k)` writes, e.g., a
+    predicted mask into a volume of the input's geometry.
+    """
+    axial, _, ornt = volume_geometry(path)
+    plane = np.asarray(displayed)[::-1, ::-1].T
+    in_plane = [a for a in range(3) if a != axial]
+    transposed = int(ornt[in_plane[0], 0]) == 1
+    if transposed:
+        in_plane = in_plane[::-1]
+    if ornt[in_plane[1], 1] < 0:
+        plane = plane[:, ::-1]
+    if ornt[in_plane[0], 1] < 0:
+        plane = plane[::-1, :]
+    return np.ascontiguousarray(plane.T if transposed else plane)
+
+
+def axial_spacing_mm(path: Path) -> tuple[float, float, float]:
+    """(row, column, slice) spacing in mm of the axial slices `read_axial_slice` returns.
+
+    Rows run anterior-posterior and columns right-left, whatever the voxel order.
+    """
+    axial, _, ornt = volume_geometry(path)
+    zooms = [float(z) for z in _open_volume(str(path)).header.get_zooms()[:3]]
+    axis_of = {int(ornt[a, 0]): a for a in range(3)}  # RAS axis (0 R/L, 1 A/P) -> voxel axis
+    return zooms[axis_of[1]], zooms[axis_of[0]], zooms[axial]
 
 
 class NiftiSource:
@@ -177,14 +214,27 @@ class NiftiSource:
         )
 
     def preprocessing_record(self) -> dict[str, list]:
-        """Nothing for checkpoints: stroke-predict reads image and DICOM files, not volumes."""
-        return {}
+        """The window(s) in checkpoints: stroke-predict reads a DICOM file, or (segmenters) a
+        NIfTI volume, through the values the model was trained on."""
+        return {"dicom_windows": windows_record(self.windows)}
 
     def read_mask(self, sample: Sample) -> np.ndarray | None:
-        """The lesion mask of the sample's slice (uint8 0/1, same view), or None without one."""
+        """The label mask of the sample's slice (its integer values, same view), or None.
+
+        Binary (0/1) and multi-label volumes (0 background, 1 hemorrhage, 2 infarct...)
+        alike; `data.masks` says what the values mean.
+        """
         if sample.mask_path is None or sample.slice_index is None:
             return None
-        return (read_axial_slice(sample.mask_path, sample.slice_index) > 0).astype(np.uint8)
+        values = read_axial_slice(sample.mask_path, sample.slice_index)
+        labels = np.rint(values)
+        if not np.array_equal(labels, values):
+            raise DatasetError(
+                f"mask {sample.mask_path} of {sample.path} holds non-integer values on slice "
+                f"{sample.slice_index} (e.g. {values[labels != values][0]}); a label volume "
+                "holds integers (resampled with nearest neighbour)"
+            )
+        return labels.astype(np.int64)
 
     # -- helpers ---------------------------------------------------------------------------
     def _volumes(self) -> list[Path]:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
-from stroke.data.images import ImageLoader, read_image
+from stroke.data.images import ImageLoader, letterbox, letterbox_box, read_image, unletterbox
 from stroke.data.samples import Sample
 from stroke.errors import ConfigError, DatasetError
 
@@ -64,7 +65,8 @@ class Preprocessing:
     Images are letterboxed (resized keeping their aspect ratio, padded with black) to
     `image_size` squares with `in_chans` channels, scaled to 0..1 and normalised with
     `mean` and `std` per channel. `dicom_windows` holds the HU windows (plain values) that
-    made the channels of a model trained on DICOM; None for a model trained on image files.
+    made the channels of a model trained on DICOM or NIfTI (and read such files at
+    prediction); None for a model trained on image files.
     """
 
     image_size: int
@@ -130,6 +132,31 @@ class Preprocessing:
     def file_loader(self) -> ImageLoader:
         """The loader for files named at inference: images, and DICOM through `dicom_windows`."""
         return self.loader(_InputFileReader(self.dicom_windows))
+
+    def resize_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A label mask (H x W integers) letterboxed like its image, nearest neighbour.
+
+        Nearest neighbour keeps every pixel a label of the mask: interpolating between
+        label 1 and label 2 would invent a 1.5 that belongs to no class.
+        """
+        return letterbox(mask, self.image_size, cv2.INTER_NEAREST)
+
+    def restore_size(self, array: np.ndarray, height: int, width: int, nearest: bool) -> np.ndarray:
+        """A model-sized output (mask or H x W x K probabilities) back on a height x width image.
+
+        The inverse of the letterbox: the padding is cropped, the rest resized, nearest
+        neighbour for labels, linear for probabilities.
+        """
+        interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        return unletterbox(array, height, width, interpolation)
+
+    def pixel_scale(self, height: int, width: int) -> float:
+        """Model pixels per image pixel (per side) for a height x width image.
+
+        The letterbox changes the pixel size: an area of n model pixels is
+        n / pixel_scale**2 pixels of the original image.
+        """
+        return letterbox_box(height, width, self.image_size)[0]
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """uint8 H x W x C (after any augmentation) -> normalised float32 C x H x W."""

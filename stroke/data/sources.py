@@ -93,18 +93,35 @@ def _images_under(folder: Path) -> list[Path]:
     return [Path(current, name) for _, current, name in found]
 
 
+def mask_beside(root: Path, mask_dir: str | None, image: Path) -> Path | None:
+    """`<root>/<mask_dir>/<the image's path relative to root>`, or None without mask_dir.
+
+    The path is given even when no file is there: segmentation reports the image and
+    the mask it looked for together.
+    """
+    return root / mask_dir / image.relative_to(root) if mask_dir else None
+
+
 class FolderSource:
-    """A folder per class: `<root>/<class>/**/<image>`; the folder name is the label."""
+    """A folder per class: `<root>/<class>/**/<image>`; the folder name is the label.
+
+    `mask_dir` (e.g. `masks`, for segmentation): each image's lesion mask is
+    `<root>/<mask_dir>/<same relative path>`; that folder is never read as a class.
+    """
 
     def __init__(
         self,
         root: str | Path,
         patient_regex: str | None = None,
         ignore_dirs: tuple[str, ...] | list[str] = ("masks",),
+        mask_dir: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.patient_regex = compile_patient_regex(patient_regex)
-        self.ignore_dirs = {d.lower() for d in ignore_dirs}
+        self.mask_dir = mask_dir
+        self.ignore_dirs = {d.lower() for d in ignore_dirs} | (
+            {mask_dir.lower()} if mask_dir else set()
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r})"
@@ -115,6 +132,7 @@ class FolderSource:
         return self._scan_class_folders(root, split=None)
 
     def _scan_class_folders(self, folder: Path, split: str | None) -> list[Sample]:
+        root = self.root.expanduser()
         class_dirs = [d for d in _visible_subdirs(folder) if d.name.lower() not in self.ignore_dirs]
         if not class_dirs:
             raise DatasetError(
@@ -136,6 +154,7 @@ class FolderSource:
                     label=class_dir.name,
                     patient_id=patient_id_from_name(image, self.patient_regex),
                     split=split,
+                    mask_path=mask_beside(root, self.mask_dir, image),
                 )
                 for image in images
             )
@@ -183,6 +202,8 @@ class CsvSource:
         patient_column: str | None = None,
         patient_regex: str | None = None,
         split_column: str | None = None,
+        mask_column: str | None = None,
+        mask_dir: str | None = None,
     ) -> None:
         if (id_column is None) == (path_column is None):
             raise DatasetError(
@@ -203,6 +224,9 @@ class CsvSource:
         self.patient_column = patient_column
         self.patient_regex = compile_patient_regex(patient_regex)
         self.split_column = split_column
+        # lesion masks (segmentation): a column of paths, or the image's path under mask_dir
+        self.mask_column = mask_column
+        self.mask_dir = mask_dir
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(csv_path={str(self.csv_path)!r})"
@@ -226,6 +250,7 @@ class CsvSource:
             "id_column": self.id_column,
             "patient_column": self.patient_column,
             "split_column": self.split_column,
+            "mask_column": self.mask_column,
         }
         for key, name in wanted.items():
             if name is not None and name not in columns:
@@ -247,7 +272,8 @@ class CsvSource:
             else:
                 patient_id = patient_id_from_name(path, self.patient_regex)
             split = self._split(cell, line_no) if self.split_column else None
-            samples.append(Sample(path, cell[self.label_column], patient_id, split))
+            mask = self._mask_path(cell, image_root, path)
+            samples.append(Sample(path, cell[self.label_column], patient_id, split, None, mask))
         if missing:
             shown = "; ".join(missing[:5]) + (
                 f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -258,6 +284,12 @@ class CsvSource:
         if not samples:
             raise DatasetError(f"CSV of labels {self.csv_path} has no data rows")
         return samples
+
+    def _mask_path(self, cell: dict[str, str], image_root: Path, image: Path) -> Path | None:
+        """The row's lesion mask: its mask_column cell, else the image's path under mask_dir."""
+        if self.mask_column is not None:
+            return image_root / cell[self.mask_column] if cell[self.mask_column] else None
+        return mask_beside(image_root, self.mask_dir, image) if self.mask_dir else None
 
     def _relative_path(self, cell: dict[str, str], line_no: int) -> str:
         if self.path_column is not None:

@@ -33,6 +33,8 @@ class EvaluationConfig:
     target_sensitivity: float = 0.95
     calibration_bins: int = 10
     patient_aggregations: Sequence[str] = field(default_factory=lambda: list(AGGREGATIONS))
+    #: segmentation: slices in the gallery of the worst (lowest Dice) slices
+    gallery_size: int = 12
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Every figure of stroke: confusion matrices, ROC and PR curves, reliability diagrams.
+"""Every figure of stroke: confusion matrices, ROC and PR curves, reliability diagrams,
+lesion outlines and volume agreement.
 
 For the evaluation report (PNG files) and TensorBoard (figures), so both show the same.
 """
@@ -180,4 +181,92 @@ def plot_reliability(
     ax_counts.set_xlabel("confidence (probability of the predicted class)")
     ax_counts.set_ylabel("images")
     ax_counts.set_xlim(0, 1)
+    return _save(fig, path)
+
+
+# -- segmentation ------------------------------------------------------------------------
+def lesion_outline_figure(
+    images: Sequence[np.ndarray],
+    true_masks: Sequence[np.ndarray],
+    pred_masks: Sequence[np.ndarray],
+    titles: Sequence[str],
+    title: str,
+    columns: int = 4,
+) -> plt.Figure:
+    """Slices with the true lesion outline (green) and the predicted one (the class colour).
+
+    Each epoch in TensorBoard and as the report's gallery of the worst slices.
+    """
+    from stroke.segmentation.overlay import truth_and_prediction
+
+    n = len(images)
+    columns = max(1, min(columns, n))
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, true, pred, label in zip(
+        axes.ravel(), images, true_masks, pred_masks, titles, strict=False
+    ):
+        zoom = max(1, 192 // max(image.shape[:2]))  # outlines one pixel wide at display size
+        big = [np.kron(a, np.ones((zoom, zoom), a.dtype)) for a in (true, pred)]
+        shown = np.kron(
+            image[..., 0] if image.ndim == 3 else image, np.ones((zoom, zoom), np.uint8)
+        )
+        ax.imshow(truth_and_prediction(shown, *big))
+        ax.set_title(label, fontsize=8)
+    fig.suptitle(f"{title}  (green: true outline; red/cyan: predicted)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_slice_gallery(
+    images: Sequence[np.ndarray],
+    true_masks: Sequence[np.ndarray],
+    pred_masks: Sequence[np.ndarray],
+    titles: Sequence[str],
+    path: Path,
+    title: str,
+) -> Path:
+    """`lesion_outline_figure` saved as a PNG file."""
+    return _save(lesion_outline_figure(images, true_masks, pred_masks, titles, title), path)
+
+
+def plot_volume_agreement(
+    true: np.ndarray, predicted: np.ndarray, unit: str, path: Path, title: str
+) -> Path:
+    """True against predicted lesion volume per patient, and their Bland-Altman plot.
+
+    Left: each patient a point, the identity line for perfect agreement. Right: the
+    difference (predicted - true) against the mean of the two, with the mean difference
+    (bias) and its 95% limits of agreement (bias +- 1.96 SD).
+    """
+    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
+    fig, (ax, ax_ba) = plt.subplots(1, 2, figsize=(10, 4.6))
+    top = max(float(np.max(true, initial=0)), float(np.max(predicted, initial=0))) * 1.05 or 1.0
+    ax.plot([0, top], [0, top], "--", color="grey", linewidth=0.8, label="perfect agreement")
+    ax.scatter(true, predicted, s=18, alpha=0.8, edgecolor="black", linewidth=0.4)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel(f"true volume ({unit})")
+    ax.set_ylabel(f"predicted volume ({unit})")
+    ax.set_title(f"{title}: {len(true)} patients")
+    ax.legend(loc="upper left", fontsize=8)
+    mean, difference = (true + predicted) / 2, predicted - true
+    bias = float(np.mean(difference)) if len(difference) else 0.0
+    spread = 1.96 * float(np.std(difference, ddof=1)) if len(difference) > 1 else 0.0
+    ax_ba.scatter(mean, difference, s=18, alpha=0.8, edgecolor="black", linewidth=0.4)
+    ax_ba.axhline(bias, color="black", label=f"bias {bias:.3g}")
+    ax_ba.axhline(bias - spread, color="grey", linestyle="--", linewidth=0.8)
+    ax_ba.axhline(
+        bias + spread,
+        color="grey",
+        linestyle="--",
+        linewidth=0.8,
+        label=f"95% limits of agreement +-{spread:.3g}",
+    )
+    ax_ba.set_xlabel(f"mean of true and predicted ({unit})")
+    ax_ba.set_ylabel(f"predicted - true ({unit})")
+    ax_ba.set_title("Bland-Altman")
+    ax_ba.legend(loc="best", fontsize=8)
     return _save(fig, path)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Key under which Lightning stores StrokeDataModule.state_dict() in a checkpoint.
 DATAMODULE_KEY = "StrokeDataModule"
+#: Lightning keys a datamodule's state by its class name: the segmentation one's.
+SEGMENTATION_DATAMODULE_KEY = "LesionSegmentationDataModule"
 
 
 @dataclass
@@ -85,10 +87,25 @@ def _unreadable(err: Exception) -> str:
     return f"cannot be loaded safely (weights_only=True): {' '.join(text.split())[:300]}"
 
 
+def checkpoint_task(checkpoint: dict) -> str:
+    """`classification` or `segmentation`, from a checkpoint's hyper-parameters."""
+    return str(checkpoint["hyper_parameters"].get("task", "classification"))
+
+
+def datamodule_record(checkpoint: dict) -> dict:
+    """The datamodule's state saved in a checkpoint (preprocessing, classes...), or {}."""
+    return checkpoint.get(DATAMODULE_KEY) or checkpoint.get(SEGMENTATION_DATAMODULE_KEY) or {}
+
+
 def load_classifier(path: str | Path) -> LoadedClassifier:
     """Rebuild the trained backbone of a stroke-train checkpoint, in eval mode on the CPU."""
     path = Path(path).expanduser()
     checkpoint = read_checkpoint(path)
+    if checkpoint_task(checkpoint) != "classification":
+        raise ConfigError(
+            f"ckpt_path={str(path)!r} is a {checkpoint_task(checkpoint)} checkpoint, not a "
+            "classifier (load it with stroke.segmentation.checkpoint.load_segmenter)"
+        )
     hparams = checkpoint["hyper_parameters"]
     # the weights come from the checkpoint: never download or read pretrained ones again
     backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
@@ -104,7 +121,7 @@ def load_classifier(path: str | Path) -> LoadedClassifier:
         net=net,
         class_names=list(hparams["class_names"]),
         in_chans=int(hparams["in_chans"]),
-        preprocessing=_preprocessing(checkpoint, path),
+        preprocessing=checkpoint_preprocessing(checkpoint, path),
         backbone=dict(hparams["backbone"]),
         path=path,
     )
@@ -119,9 +136,9 @@ def run_config_of(ckpt_path: str | Path) -> DictConfig | None:
     return OmegaConf.load(config_path) if config_path.is_file() else None
 
 
-def _preprocessing(checkpoint: dict, path: Path) -> Preprocessing | None:
+def checkpoint_preprocessing(checkpoint: dict, path: Path) -> Preprocessing | None:
     """From the datamodule's record in the checkpoint, else from the run's config."""
-    record = checkpoint.get(DATAMODULE_KEY)
+    record = datamodule_record(checkpoint)
     if not record:
         run_cfg = run_config_of(path)
         if run_cfg is None or "data" not in run_cfg:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +27,11 @@ def export_onnx(
     image_size: int,
     metadata: Mapping[str, object] | None = None,
     opset: int = 18,
+    output_names: Sequence[str] = (OUTPUT_NAME,),
 ) -> Path:
     """Write `net` (logits out) as ONNX; the batch axis is dynamic, the image size fixed.
+
+    A network with several outputs (a segmenter's masks and class logits) names each.
 
     Uses torch's dynamo-based exporter, which handles every backbone we ship (the
     TorchScript exporter cannot export cnn_small's adaptive pooling at sizes where the
@@ -45,7 +48,7 @@ def export_onnx(
             net,
             (example,),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=list(output_names),
             dynamic_shapes=({0: batch},),
             opset_version=opset,
             dynamo=True,
@@ -76,13 +79,14 @@ def read_onnx_metadata(path: str | Path) -> dict[str, object] | None:
 def max_abs_difference(
     net: nn.Module, onnx_path: str | Path, in_chans: int, image_size: int, batch_size: int = 3
 ) -> float:
-    """Largest |PyTorch - ONNX Runtime| logit on a seeded random batch."""
+    """Largest |PyTorch - ONNX Runtime| output value on a seeded random batch (every output)."""
     import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, in_chans, image_size, image_size, generator=generator)
     with torch.no_grad():
-        expected = net.eval()(images).numpy()
+        expected = net.eval()(images)
+    expected = [t.numpy() for t in (expected if isinstance(expected, tuple | list) else [expected])]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    actual = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
-    return float(np.abs(expected - actual).max())
+    actual = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    return max(float(np.abs(e - a).max()) for e, a in zip(expected, actual, strict=True))

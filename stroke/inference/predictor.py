@@ -27,14 +27,15 @@ _GLOB_CHARS = frozenset("*?[")
 _SEARCHED_EXTENSIONS = IMAGE_EXTENSIONS | DICOM_EXTENSIONS
 
 
-def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
+def resolve_inputs(inputs: str | Path | Sequence[str | Path], volumes: bool = False) -> list[Path]:
     """The files named by `inputs`: a file, a folder (images under it, recursively) or a glob.
 
     A list may mix all three. A name that matches nothing is an error, so a typo does
-    not pass as "no images".
+    not pass as "no images". `volumes`: folders are searched for NIfTI volumes too.
     """
     if isinstance(inputs, str | Path):
         inputs = [inputs]
+    searched = tuple(_SEARCHED_EXTENSIONS) + ((".nii", ".nii.gz") if volumes else ())
     files: list[Path] = []
     for item in inputs:
         text = str(Path(str(item)).expanduser()) if not set(str(item)) & _GLOB_CHARS else str(item)
@@ -46,7 +47,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
                 p
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
-                and p.suffix.lower() in _SEARCHED_EXTENSIONS
+                and p.name.lower().endswith(searched)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif set(text) & _GLOB_CHARS:
@@ -60,7 +61,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path]) -> list[Path]:
     if not files:
         raise ConfigError(
             f"inputs={[str(i) for i in inputs]} names no image files "
-            f"(folders are searched for {', '.join(sorted(_SEARCHED_EXTENSIONS))})"
+            f"(folders are searched for {', '.join(sorted(searched))})"
         )
     return files
 

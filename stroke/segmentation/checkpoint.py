@@ -1,0 +1,93 @@
+"""Load a trained segmenter from its checkpoint without running code from the file.
+
+As for classifiers (`stroke.inference.checkpoint`): `weights_only=True`, the network
+rebuilt from plain hyper-parameters, the preprocessing from the datamodule's record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from stroke.data.preprocessing import Preprocessing
+from stroke.errors import ConfigError
+from stroke.inference.checkpoint import (
+    checkpoint_preprocessing,
+    checkpoint_task,
+    datamodule_record,
+    read_checkpoint,
+)
+from stroke.segmentation.masks import BACKGROUND
+from stroke.segmentation.module import build_network, describe
+
+
+@dataclass
+class LoadedSegmenter:
+    """A segmentation network in eval mode with what a caller needs to feed it and read it."""
+
+    net: nn.Module
+    lesion_classes: list[str]
+    #: the image classes (a joint model's head predicts them)
+    class_names: list[str]
+    in_chans: int
+    preprocessing: Preprocessing | None
+    joint: bool
+    description: str
+    path: Path
+    #: what mask values meant in training (`LesionMasks.record()`), {} when not recorded
+    masks: dict = field(default_factory=dict)
+
+    @property
+    def channel_names(self) -> list[str]:
+        """The output channels: background, then the lesion classes."""
+        return [BACKGROUND, *self.lesion_classes]
+
+    def metadata(self) -> dict[str, object]:
+        """What an exported ONNX file carries to stand alone (plain values)."""
+        record = {
+            "task": "segmentation",
+            "lesion_classes": self.lesion_classes,
+            "class_names": self.class_names,
+            "joint": self.joint,
+            "model": self.description,
+        }
+        if self.preprocessing is not None:
+            record.update(self.preprocessing.record())
+        return record
+
+
+def is_segmentation_checkpoint(path: str | Path) -> bool:
+    """Whether a stroke-train checkpoint holds a segmenter (read safely)."""
+    return checkpoint_task(read_checkpoint(path)) == "segmentation"
+
+
+def load_segmenter(path: str | Path) -> LoadedSegmenter:
+    """Rebuild the trained network of a segmentation checkpoint, in eval mode on the CPU."""
+    path = Path(path).expanduser()
+    checkpoint = read_checkpoint(path)
+    if checkpoint_task(checkpoint) != "segmentation":
+        raise ConfigError(f"ckpt_path={str(path)!r} is not a segmentation checkpoint")
+    hparams = checkpoint["hyper_parameters"]
+    # the weights come from the checkpoint: never download or read pretrained ones again
+    net = build_network(hparams, pretrained=False)
+    weights = {
+        k.removeprefix("net."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
+    }
+    net.load_state_dict(weights)
+    net.eval()
+    joint = bool(hparams["joint"])
+    return LoadedSegmenter(
+        net=net,
+        lesion_classes=list(hparams["lesion_classes"]),
+        class_names=list(hparams["class_names"]),
+        in_chans=int(hparams["in_chans"]),
+        preprocessing=checkpoint_preprocessing(checkpoint, path),
+        joint=joint,
+        description=describe(hparams),
+        path=path,
+        masks=dict(datamodule_record(checkpoint).get("masks") or {}),
+    )
