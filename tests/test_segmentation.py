@@ -370,3 +370,56 @@ def test_a_dicom_input_gets_its_lesion_area_in_mm2(tmp_path):
     # back at 40x50 pixels (the 0.64x letterbox and back blur the edge by a pixel or so)
     assert int(row["lesion_area_px"]) == pytest.approx(100, abs=25)
     assert float(row["lesion_area_mm2"]) == pytest.approx(int(row["lesion_area_px"]) * 0.2)
+
+
+def with_lesion_bias(ckpt: Path, out: Path, shift: float) -> Path:
+    """The checkpoint with its segmentation head's lesion logits raised by `shift`."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    key = "net.segmentation_head.0.bias"
+    state["state_dict"][key] = state["state_dict"][key].clone()
+    state["state_dict"][key][1:] += shift
+    torch.save(state, out)
+    return out
+
+
+@pytest.mark.slow
+def test_stroke_serve_shows_the_lesion_area_stroke_predict_writes(
+    segmentation_run, trained_run, phantom_dir, tmp_path
+):
+    from fastapi.testclient import TestClient
+
+    from stroke.serve import ServedModel, ServeSettings, create_app
+    from stroke.serve.segmenter import load_segmenter as serve_segmenter
+
+    inputs = phantom_inputs(phantom_dir, tmp_path / "inputs")
+    (inputs / "truncated.png").unlink()
+    classifier = Path(json.loads((trained_run / "metrics.json").read_text())["best_model_path"])
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    for shift, name in ((0.0, "as_trained.ckpt"), (50.0, "all_lesion.ckpt")):
+        seg_ckpt = with_lesion_bias(checkpoint(segmentation_run), tmp_path / name, shift)
+        out = tmp_path / f"out_{name}"
+        cfg = compose_config(
+            "predict",
+            [f"ckpt_path={seg_ckpt}", f"inputs={inputs}", f"paths.output_dir={out}"]
+            + ["num_workers=0", "progress=false"],
+        )
+        csv_path, _, _ = run_prediction(cfg)
+        expected = {Path(r["path"]).name: int(r["lesion_area_px"]) for r in read_rows(csv_path)}
+        segmenter = serve_segmenter(seg_ckpt)
+        app = create_app(
+            ServedModel.load(classifier), ServeSettings(tmp_dir=str(uploads)), segmenter
+        )
+        files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sorted(inputs.iterdir())]
+        with TestClient(app) as client:
+            assert name in client.get("/api/model").json()["segmenter"]
+            body = client.post("/api/predict", files=files).json()
+        served = {r["name"]: r["lesion"] for r in body["results"]}
+        assert {k: v["area_px"] for k, v in served.items()} == expected
+        assert all(v["area_mm2"] is None for v in served.values())  # PNGs carry no spacing
+        if shift:  # every pixel a lesion: the image's own pixels, one outline round the square
+            sizes = {p.name: Image.open(p).size for p in inputs.iterdir()}
+            assert expected == {k: w * h for k, (w, h) in sizes.items()}
+            assert all(len(v["outline"]) == 1 for v in served.values())
+    with pytest.raises(ConfigError, match="seg_ckpt_path=.*not a segmentation checkpoint"):
+        serve_segmenter(classifier)

@@ -411,12 +411,12 @@ def test_a_segmenter_adds_the_lesion_outline_and_area(dicom_model, upload_root):
     assert min(xs) == pytest.approx(15.5 / 40) and max(ys) == pytest.approx(19.5 / 40)
 
 
-def test_seg_ckpt_path_is_refused_until_segmenters_can_be_served(tmp_path):
+def test_seg_ckpt_path_must_name_a_readable_segmentation_checkpoint(tmp_path):
     assert load_segmenter(None) is None
     with pytest.raises(ConfigError, match="does not exist"):
         load_segmenter(tmp_path / "missing.ckpt")
     (tmp_path / "seg.ckpt").write_bytes(b"x")
-    with pytest.raises(ConfigError, match="cannot serve segmentation"):
+    with pytest.raises(ConfigError, match="seg_ckpt_path=.*seg.ckpt.*not a readable"):
         load_segmenter(tmp_path / "seg.ckpt")
 
 

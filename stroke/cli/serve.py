@@ -38,7 +38,7 @@ def build_app(cfg: DictConfig):
         tta=cfg.tta,
         target_layer=cfg.target_layer,
     )
-    segmenter = load_segmenter(cfg.seg_ckpt_path)
+    segmenter = load_segmenter(cfg.seg_ckpt_path, str(resolve_device(cfg.device)))
     return create_app(model, settings, segmenter, aggregation), model, settings
 
 

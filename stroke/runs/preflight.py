@@ -183,6 +183,16 @@ def check_run_directory(run_dir: Path, model: nn.Module) -> None:
     check_writable(run_dir, needed_bytes=6 * parameters + 16 * 2**20)
 
 
+def model_name(model_cfg) -> str:
+    """What a message calls the model: a classifier's backbone, a segmenter's architecture."""
+    backbone = model_cfg.get("backbone")
+    if backbone is not None and backbone.get("name"):
+        return str(backbone.name)
+    if model_cfg.get("architecture"):
+        return f"{model_cfg.architecture} ({model_cfg.get('encoder')})"
+    return str(model_cfg.get("_target_", "the model"))
+
+
 # -- all of it, in the order stroke-train needs it -----------------------------------------
 def check_config(cfg, ckpt_path: str | None = None) -> dict | None:
     """What the config alone shows, before any data is read (seconds, not a cache build).
@@ -195,7 +205,7 @@ def check_config(cfg, ckpt_path: str | None = None) -> dict | None:
 
 def check_run(cfg, datamodule, model, checkpoint: dict | None = None) -> None:
     """What needs the data and the model, before the first epoch."""
-    check_batches(datamodule, model, str(cfg.model.backbone.name))
+    check_batches(datamodule, model, model_name(cfg.model))
     if cfg.get("train", True):
         check_validation(datamodule, cfg.get("monitor"), cfg.get("trainer") or {})
         check_resume_classes(checkpoint, cfg.get("ckpt_path"), datamodule.class_names)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from stroke.data.datamodule import StrokeDataModule
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
+from stroke.data.sampling import seed_transform
 from stroke.segmentation.masks import ImageChannels, LesionMasks, MaskedLoader, split_channels
 
 
@@ -56,9 +57,13 @@ class LesionSegmentationDataset(Dataset):
         image, raw = split_channels(self.loader(sample))
         return image, self.tables[sample.label][raw]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        # (index, augmentation seed) from EpochSampler, as for classification: resumable
+        index, seed = index if isinstance(index, tuple) else (index, None)
         image, mask = self.image_and_mask(index)
         if self.transform is not None:
+            if seed is not None:
+                seed_transform(self.transform, seed)
             moved = self.transform(image=image, mask=mask)
             image, mask = moved["image"], moved["mask"]
         mask_tensor = torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))

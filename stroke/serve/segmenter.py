@@ -4,7 +4,7 @@ A segmenter takes a file (as the classifier does, through the file's path) and r
 the lesion mask on the letterboxed square its input was made into, with the area. The
 server draws the mask's outline over the displayed image, which is letterboxed the same
 way, and shows the area. `load_segmenter(seg_ckpt_path)` builds one from a segmentation
-checkpoint when the installed `stroke` can train them.
+checkpoint (`stroke-train experiment=lesion_segmentation`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from stroke.errors import ConfigError
+from stroke.errors import ConfigError, StrokeError
 
 
 @dataclass(frozen=True)
@@ -67,19 +67,58 @@ def lesion_entry(result: LesionMask) -> dict[str, object]:
     }
 
 
-def load_segmenter(seg_ckpt_path: str | Path | None) -> LesionSegmenter | None:
-    """The segmenter of a segmentation checkpoint; None without one.
+class CheckpointSegmenter:
+    """A trained segmenter behind the `LesionSegmenter` protocol: `stroke-predict`'s own path.
 
-    FOLLOW-UP (issue 10): segmentation checkpoints come from the segmentation task, which
-    this version does not have yet; until it lands a checkpoint is refused here with a
-    message saying so. Wiring it is one class with `name` and `segment(path)` built here.
+    Each file goes through `stroke.segmentation.predict.predict_masks`, so the server's
+    lesion area equals the `lesion_area_px`/`lesion_area_mm2` `stroke-predict` writes for
+    the same file (any lesion class counts); the mask is then letterboxed (nearest
+    neighbour) onto the square the page shows.
     """
+
+    def __init__(self, loaded, device: str = "cpu") -> None:
+        from stroke.segmentation.predict import TorchSegmentationBackend
+
+        if loaded.preprocessing is None:
+            raise ConfigError(
+                f"seg_ckpt_path={str(loaded.path)!r} records no preprocessing (image size, "
+                "channels, normalisation); retrain it with this version of stroke"
+            )
+        self.name = f"{loaded.description} ({loaded.path.name})"
+        self.lesion_classes = list(loaded.lesion_classes)
+        self.preprocessing = loaded.preprocessing
+        self.backend = TorchSegmentationBackend(loaded.net, device)
+
+    def segment(self, path: Path) -> LesionMask:
+        """The lesion mask of the file in `path`, as `stroke-predict` computes it."""
+        from stroke.data.images import letterbox
+        from stroke.errors import DatasetError
+        from stroke.segmentation.predict import predict_masks
+
+        [result] = next(
+            predict_masks([Path(path)], self.preprocessing, self.backend, 1, progress=False)
+        )
+        if result.error:
+            raise DatasetError(f"the segmenter cannot read this file: {result.error}")
+        lesion = (result.mask > 0).astype(np.uint8)
+        area_px = int(lesion.sum())
+        area_mm2 = result.geometry.area_mm2(area_px) if result.geometry is not None else None
+        square = letterbox(lesion, self.preprocessing.image_size, cv2.INTER_NEAREST)
+        return LesionMask(square.astype(bool), area_px, area_mm2)
+
+
+def load_segmenter(seg_ckpt_path: str | Path | None, device: str = "cpu") -> LesionSegmenter | None:
+    """The segmenter of a segmentation checkpoint (`stroke-train
+    experiment=lesion_segmentation`); None without one."""
     if not seg_ckpt_path:
         return None
     path = Path(seg_ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"seg_ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
-    raise ConfigError(
-        f"seg_ckpt_path={str(path)!r}: this version of stroke cannot serve segmentation "
-        "checkpoints yet; leave seg_ckpt_path unset"
-    )
+    from stroke.segmentation.checkpoint import load_segmenter as load_checkpoint
+
+    try:
+        loaded = load_checkpoint(path)
+    except StrokeError as err:  # the checkpoint's messages name ckpt_path=; here it is this key
+        raise type(err)(str(err).replace("ckpt_path=", "seg_ckpt_path=", 1)) from None
+    return CheckpointSegmenter(loaded, device)
