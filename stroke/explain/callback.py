@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from stroke.explain.gradcam import grad_cams, overlay
+from stroke.runs.tensorboard import log_figure
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,7 @@ class GradCamCallback(Callback):
         predicted = probs.argmax(dim=1).tolist()
         cams = grad_cams(net, images, predicted, self.target_layer)
         figure = self._figure(cams, predicted, probs, getattr(pl_module, "class_names", None))
-        for logger in loggers:
-            logger.experiment.add_figure(self.tag, figure, global_step=trainer.current_epoch)
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+        log_figure(loggers, self.tag, figure, trainer.current_epoch)
 
     def _pick_images(self, trainer: Trainer) -> bool:
         """Choose and keep the images once (round-robin over classes)."""

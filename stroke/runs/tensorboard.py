@@ -137,3 +137,12 @@ def _metric_rank(name: str) -> tuple[int, int, str]:
     stage = name.split("/", 1)[0]
     order = STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
     return order, name.count("/"), name
+
+
+def log_figure(loggers, tag: str, figure, step: int) -> None:
+    """A matplotlib figure to each TensorBoard logger at `step`, then closed (no leak)."""
+    import matplotlib.pyplot as plt
+
+    for logger in loggers:
+        logger.experiment.add_figure(tag, figure, global_step=step)
+    plt.close(figure)

@@ -7,6 +7,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from stroke.runs.tensorboard import log_figure
+
 #: Validation slices looked at when picking the ones to show.
 _SCANNED = 1000
 
@@ -52,11 +54,7 @@ class LesionOutlineCallback(Callback):
         figure = lesion_outline_figure(
             self._display, self._masks, predicted, titles, f"epoch {trainer.current_epoch}"
         )
-        for logger in loggers:
-            logger.experiment.add_figure(self.tag, figure, global_step=trainer.current_epoch)
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
+        log_figure(loggers, self.tag, figure, trainer.current_epoch)
 
     def _pick_images(self, trainer: Trainer) -> bool:
         """Choose and keep the slices once (round-robin over the lesion classes they hold)."""

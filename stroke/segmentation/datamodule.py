@@ -13,17 +13,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from stroke.data.datamodule import StrokeDataModule
+from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
 from stroke.data.sampling import seed_transform
 from stroke.segmentation.masks import ImageChannels, LesionMasks, MaskedLoader, split_channels
 
 
-class LesionSegmentationDataset(Dataset):
+class LesionSegmentationDataset(ImageClassificationDataset):
     """Samples of one split as (image C x H x W, mask H x W of class indices, image class).
 
     The loader gives the letterboxed image with its raw mask as a last channel; the mask's
@@ -41,15 +41,8 @@ class LesionSegmentationDataset(Dataset):
         masks: LesionMasks,
         transform: Callable | None = None,
     ) -> None:
-        self.samples = list(samples)
-        self.targets = [class_to_idx[s.label] for s in self.samples]
-        self.loader = loader
-        self.preprocessing = preprocessing
-        self.transform = transform
+        super().__init__(samples, class_to_idx, loader, preprocessing, transform)
         self.tables = {label: masks.label_table(label) for label in {s.label for s in samples}}
-
-    def __len__(self) -> int:
-        return len(self.samples)
 
     def image_and_mask(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The letterboxed uint8 image and its mask of class indices, before augmentation."""
