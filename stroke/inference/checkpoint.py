@@ -82,9 +82,12 @@ def _unreadable(err: Exception) -> str:
             f"cannot be loaded safely: it asks to unpickle {unsafe.group(1)}, which could run "
             "code from the file (stroke loads checkpoints with weights_only=True)"
         )
-    if "zip archive" in text or "central directory" in text or "magic number" in text:
-        return "is not a readable PyTorch checkpoint (truncated, or another kind of file)"
-    return f"cannot be loaded safely (weights_only=True): {' '.join(text.split())[:300]}"
+    # anything else is a file torch cannot parse (its own text would suggest
+    # weights_only=False, which runs code from the file: never say that)
+    return (
+        "is not a readable PyTorch checkpoint (truncated, or another kind of file; "
+        f"torch said {type(err).__name__})"
+    )
 
 
 def checkpoint_task(checkpoint: dict) -> str:
