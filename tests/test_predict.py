@@ -224,3 +224,22 @@ def test_an_image_model_names_a_dicom_file_it_cannot_read(tmp_path, phantom_dir)
     assert "scan.dcm is a DICOM file" in got["scan.dcm"].error
     assert "records no HU window" in got["scan.dcm"].error
     assert not got[png.name].error and got[png.name].image.shape == (16, 16, 1)
+
+
+def test_an_export_that_fails_leaves_the_previous_onnx_file_whole(tmp_path, monkeypatch):
+    import onnx
+
+    torch.manual_seed(0)
+    net = create_model("cnn_small", num_classes=2, in_chans=1).eval()
+    target = export_onnx(net, tmp_path / "model.onnx", 1, 32, metadata={"classes": ["a", "b"]})
+    before = target.read_bytes()
+    assert read_onnx_metadata(target) == {"classes": ["a", "b"]}
+
+    def interrupted(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx, "load", interrupted)
+    with pytest.raises(OSError, match="No space left"):
+        export_onnx(net, target, 1, 32, metadata={"classes": ["c", "d"]})
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no staging left

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from stroke.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +57,20 @@ def export_onnx(
             dynamo=True,
             verbose=False,
         )
-    program.save(str(path))
-    if metadata:
-        import onnx
+    import onnx
 
-        model = onnx.load(str(path))
-        entry = model.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(dict(metadata))
-        onnx.save(model, str(path))
+    # written beside the target and moved over it whole: an interrupted export leaves the
+    # previous file (or none), never a truncated model
+    staging = path.with_name(f".{path.name}.{os.getpid()}.export")
+    try:
+        program.save(str(staging))
+        model = onnx.load(str(staging))
+        if metadata:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = METADATA_KEY, json.dumps(dict(metadata))
+        atomic_write_bytes(path, model.SerializeToString())
+    finally:
+        staging.unlink(missing_ok=True)
     return path
 
 
