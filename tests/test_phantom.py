@@ -168,6 +168,26 @@ def test_folder_holding_something_else_is_refused(tmp_path):
         generate_phantom(tmp_path, TINY, progress=False)
 
 
+def test_an_interrupted_write_is_started_again_but_a_user_file_stops_it(tmp_path, monkeypatch):
+    import stroke.synth.phantom as phantom
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # slices written, then the manifest fails
+        patch.setattr(phantom.csv, "writer", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            generate_phantom(tmp_path, TINY, progress=False)
+    assert not (tmp_path / "phantom.json").exists() and not (tmp_path / "manifest.csv").exists()
+    assert list(tmp_path.rglob("*.png"))  # the slices written before the failure
+    manifest = generate_phantom(tmp_path, TINY, progress=False)  # no overwrite=True needed
+    assert len(read_rows(manifest)) == 3
+    (tmp_path / "phantom.json").unlink()
+    (tmp_path / "normal" / "mine.txt").write_text("a user's file")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        generate_phantom(tmp_path, TINY, progress=False)
+
+
 @pytest.mark.parametrize(
     ("overrides", "parameter"),
     [

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from stroke.data.windowing import WINDOW_PRESETS, window_hu
 from stroke.errors import ConfigError
+from stroke.io import atomic_write_text, atomic_writer
 
 __all__ = ["KNOWN_CLASSES", "PhantomConfig", "generate_phantom"]
 
@@ -407,6 +408,23 @@ def _remove_generated(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
+def _only_generated(out_dir: Path) -> bool:
+    """Whether every file under out_dir is one this generator writes."""
+    owned = {*KNOWN_CLASSES, "masks", "manifest.csv", "phantom.json"}
+    for entry in out_dir.iterdir():
+        if entry.name not in owned:
+            return False
+        if entry.is_dir():
+            folders = [entry / c for c in KNOWN_CLASSES] if entry.name == "masks" else [entry]
+            for path in entry.rglob("*"):
+                if path.is_dir() and path not in folders:
+                    return False
+                generated = path.parent in folders and _SLICE_FILE.match(path.name)
+                if path.is_file() and not generated:
+                    return False
+    return True
+
+
 def generate_phantom(
     out_dir: str | Path,
     config: PhantomConfig | None = None,
@@ -430,7 +448,10 @@ def generate_phantom(
             existing = None
         if existing == _phantom_record(config) and manifest_path.is_file():
             return manifest_path
-        if not overwrite:
+        # without phantom.json, a folder of nothing but generated files is a write that
+        # was interrupted (Ctrl-C, a full disk): start it again
+        interrupted = existing is None and _only_generated(out_dir)
+        if not overwrite and not interrupted:
             raise FileExistsError(
                 f"{out_dir} is not empty and does not hold a phantom with {config}; "
                 "pass overwrite=True to replace the generated files, or choose another folder."
@@ -466,10 +487,10 @@ def generate_phantom(
                 [image_rel, stroke_type, patient_id, slice_index, mask_rel, int(mask.sum())]
             )
 
-    with manifest_path.open("w", newline="") as handle:
+    with atomic_writer(manifest_path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "label", "patient_id", "slice", "mask_path", "lesion_area"])
         writer.writerows(rows)
     # Written last: its presence marks a complete dataset that later calls may reuse.
-    record_path.write_text(json.dumps(_phantom_record(config), indent=2) + "\n")
+    atomic_write_text(record_path, json.dumps(_phantom_record(config), indent=2) + "\n")
     return manifest_path
