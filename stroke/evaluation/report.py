@@ -187,7 +187,7 @@ def _classification_text(
     return "".join(parts)
 
 
-def _fmt(entry: Mapping[str, object] | None) -> str:
+def format_estimate(entry: Mapping[str, object] | None) -> str:
     """`0.912 [0.871, 0.950]`, or `n/a` for an undefined value."""
     if not entry or entry.get("value") is None:
         return "n/a"
@@ -201,11 +201,13 @@ def _metrics_table(
 ) -> list[str]:
     lines = ["| metric | value [95% CI] |", "| --- | --- |"]
     lines += [
-        f"| {label} | {_fmt(metrics.get(key))} |" for key, label in HEADLINE if key in metrics
+        f"| {label} | {format_estimate(metrics.get(key))} |"
+        for key, label in HEADLINE
+        if key in metrics
     ]
     lines += ["", "| class | " + " | ".join(PER_CLASS) + " |", "|---" * (len(PER_CLASS) + 1) + "|"]
     for cls in class_names:
-        row = [_fmt(metrics.get(f"{m}/{cls}")) for m in PER_CLASS]
+        row = [format_estimate(metrics.get(f"{m}/{cls}")) for m in PER_CLASS]
         lines.append(f"| {cls} | " + " | ".join(row) + " |")
     return lines
 
@@ -230,7 +232,8 @@ def _operating_point_table(points: list[Mapping[str, object]]) -> list[str]:
             f"| {entry['class']} | {method} | {chosen['threshold']:.4f} | "
             f"{chosen['sensitivity']:.3f} / {chosen['specificity']:.3f} | "
             + " | ".join(
-                _fmt(test[m]) for m in ("sensitivity", "specificity", "precision", "npv", "f1")
+                format_estimate(test[m])
+                for m in ("sensitivity", "specificity", "precision", "npv", "f1")
             )
             + " |"
         )

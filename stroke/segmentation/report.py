@@ -23,6 +23,7 @@ from stroke.evaluation.evaluate import EvaluationConfig, SplitPredictions
 from stroke.evaluation.metrics import bootstrap_intervals, with_intervals
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import plot_slice_gallery, plot_volume_agreement
+from stroke.evaluation.report import format_estimate
 from stroke.segmentation.metrics import COUNT_FIELDS, image_counts, scores_from_counts
 from stroke.segmentation.units import patient_volumes, slice_geometry
 
@@ -318,14 +319,6 @@ def _write_slices_csv(path: Path, test: SegmentationPredictions, datamodule) -> 
             )
 
 
-def _fmt(entry: Mapping[str, object] | None) -> str:
-    if not entry or entry.get("value") is None:
-        return "n/a"
-    low, high = entry.get("ci", [None, None])
-    interval = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-    return f"{entry['value']:.3f}{interval}"
-
-
 def _markdown(
     result: Mapping[str, object], figures: Mapping[str, Path], lesion_classes: list[str]
 ) -> str:
@@ -349,12 +342,14 @@ def _markdown(
         "",
         "| metric | value [95% CI] |",
         "| --- | --- |",
-        *[f"| {label} | {_fmt(metrics.get(key))} |" for key, label in HEADLINE],
+        *[f"| {label} | {format_estimate(metrics.get(key))} |" for key, label in HEADLINE],
         "",
         "| lesion class | " + " | ".join(PER_CLASS) + " |",
         "|---" * (len(PER_CLASS) + 1) + "|",
         *[
-            f"| {c} | " + " | ".join(_fmt(metrics.get(f"{m}/{c}")) for m in PER_CLASS) + " |"
+            f"| {c} | "
+            + " | ".join(format_estimate(metrics.get(f"{m}/{c}")) for m in PER_CLASS)
+            + " |"
             for c in lesion_classes
         ],
         "",
@@ -379,9 +374,9 @@ def _markdown(
         lines += [
             "## Classification head",
             "",
-            f"Accuracy {_fmt(classification.get('accuracy'))}, macro F1 "
-            f"{_fmt(classification.get('f1'))}, macro ROC AUC "
-            f"{_fmt(classification.get('roc_auc'))}; "
+            f"Accuracy {format_estimate(classification.get('accuracy'))}, macro F1 "
+            f"{format_estimate(classification.get('f1'))}, macro ROC AUC "
+            f"{format_estimate(classification.get('roc_auc'))}; "
             "the full report is `classification/report.md`.",
             "",
         ]
