@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
     NearDuplicate,
     check_leakage,
+    later_copies,
     resolve_leakage_mode,
     write_leakage_csv,
 )
@@ -75,6 +77,7 @@ class StrokeDataModule(L.LightningDataModule):
         fold: int | None = None,
         fold_split: str = "test",
         leakage: str | bool = "warn",
+        resplit: bool = False,
         sampler: str | None = None,
         cache: bool = True,
         cache_dir: str | Path | None = None,
@@ -113,6 +116,10 @@ class StrokeDataModule(L.LightningDataModule):
         self.fold = fold
         self.fold_split = fold_split
         self.leakage = resolve_leakage_mode(leakage)
+        # pool a pre-split set (split folders or column) and split it again by patient
+        self.resplit = bool(resplit)
+        #: images data.leakage=drop removed, per split
+        self.leakage_dropped: dict[str, int] = {}
         self.sampler = sampler
         self.near_duplicates: list[NearDuplicate] = []
         # decode each image once into a memory-mapped store shared by epochs, runs and trials
@@ -200,6 +207,10 @@ class StrokeDataModule(L.LightningDataModule):
         if not samples:
             raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
         self.class_names = resolve_classes(samples, self.requested_classes, where)
+        if self.resplit:
+            presplit = Counter(s.split for s in samples if s.split is not None)
+            log.info("data.resplit: the source's splits %s pooled and split again", dict(presplit))
+            samples = [replace(s, split=None) for s in samples]
         if self.fold is not None:
             self.samples = assign_fold(
                 samples,
@@ -227,12 +238,7 @@ class StrokeDataModule(L.LightningDataModule):
         else:
             loader = self.loader
             self._check_decoding(loader)
-        class_to_idx = {c: i for i, c in enumerate(self.class_names)}
-        for split in SPLITS:
-            transform = self.train_transform if split == "train" else None
-            self.datasets[split] = self._dataset(
-                [s for s in self.samples if s.split == split], class_to_idx, loader, transform
-            )
+        self._build_datasets(loader)
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
         log.info(
@@ -247,6 +253,39 @@ class StrokeDataModule(L.LightningDataModule):
         self.near_duplicates = check_leakage(
             self.samples, self._image_view(loader), self.leakage, self.num_workers
         )
+        if self.leakage == "drop" and self.near_duplicates:
+            self._drop_later_copies(loader)
+
+    def _build_datasets(self, loader: Callable) -> None:
+        class_to_idx = {c: i for i, c in enumerate(self.class_names)}
+        for split in SPLITS:
+            transform = self.train_transform if split == "train" else None
+            self.datasets[split] = self._dataset(
+                [s for s in self.samples if s.split == split], class_to_idx, loader, transform
+            )
+
+    def _drop_later_copies(self, loader: Callable) -> None:
+        """`data.leakage=drop`: val and test images that copy one of an earlier split go."""
+        dropped = later_copies(self.near_duplicates)
+        keys = {(s.path, s.slice_index) for s in dropped}
+        self.samples = [s for s in self.samples if (s.path, s.slice_index) not in keys]
+        self.leakage_dropped = dict(Counter(s.split for s in dropped))
+        self._build_datasets(loader)
+        message = self.leakage_summary()
+        self.data_warnings.append(message)
+        log.warning("data: %s; images train/val/test now %d/%d/%d", message,
+                    *(len(self.datasets[s]) for s in SPLITS))  # fmt: skip
+
+    def leakage_summary(self) -> str | None:
+        """One line on the near duplicates found across splits and what was done (reports)."""
+        if not self.near_duplicates:
+            return None
+        found = f"{len(self.near_duplicates)} near-duplicate pair(s) across splits (leakage.csv)"
+        if not self.leakage_dropped:
+            return f"{found}; data.leakage={self.leakage}: kept, the metrics may be inflated"
+        counts = ", ".join(f"{n} from {split}" for split, n in sorted(self.leakage_dropped.items()))
+        total = sum(self.leakage_dropped.values())
+        return f"{found}; data.leakage=drop: {total} later copies dropped ({counts})"
 
     # -- what a task-specific datamodule (e.g. segmentation) changes ------------------------
     def _dataset(

@@ -307,4 +307,7 @@ def evaluate_and_report(
 
     val = predict_split(net, datamodule, "val", device) if len(datamodule.datasets["val"]) else None
     test = predict_split(net, datamodule, "test", device)
+    leakage = getattr(datamodule, "leakage_summary", lambda: None)()
+    if leakage:  # the report says what was found across the splits and what was done
+        context = {**(context or {}), "leakage": leakage}
     return write_evaluation(out_dir, test, val, datamodule.class_names, config, context)
