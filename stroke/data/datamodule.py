@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -82,6 +83,8 @@ class StrokeDataModule(L.LightningDataModule):
         cache: bool = True,
         cache_dir: str | Path | None = None,
         batch_transform: Callable | None = None,
+        equalize: str | None = None,
+        normalization: str = "fixed",
     ) -> None:
         super().__init__()
         if not isinstance(source, ImageSource):
@@ -95,7 +98,27 @@ class StrokeDataModule(L.LightningDataModule):
         # a source that knows its format (DICOM, NIfTI) decodes its own samples and says how
         decoding = isinstance(source, DecodingSource)
         windows = source.preprocessing_record().get("dicom_windows") if decoding else None
-        self.preprocessing = Preprocessing(image_size, in_chans, mean, std, windows)
+        # mean/std "dataset": measured on the training split at setup, then recorded
+        self.dataset_statistics = "dataset" in (mean, std)
+        if self.dataset_statistics and normalization != "fixed":
+            raise ConfigError(
+                f"data.mean/std=dataset measure fixed statistics; data.normalization="
+                f"{normalization!r} uses each image's own: choose one"
+            )
+        if normalization == "image" and batch_transform is not None:
+            raise ConfigError(
+                "data.normalization=image cannot be undone by augmentation=gpu (it needs one "
+                "mean/std for the batch); use a per-image augmentation"
+            )
+        self.preprocessing = Preprocessing(
+            image_size,
+            in_chans,
+            DEFAULT_MEAN if mean == "dataset" else mean,
+            DEFAULT_STD if std == "dataset" else std,
+            windows,
+            equalize,
+            normalization,
+        )
         self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
         self.root = root
         self.batch_size = batch_size
@@ -238,6 +261,8 @@ class StrokeDataModule(L.LightningDataModule):
         else:
             loader = self.loader
             self._check_decoding(loader)
+        if self.dataset_statistics:
+            self._measure_statistics(loader)
         self._build_datasets(loader)
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
@@ -263,6 +288,33 @@ class StrokeDataModule(L.LightningDataModule):
             self.datasets[split] = self._dataset(
                 [s for s in self.samples if s.split == split], class_to_idx, loader, transform
             )
+
+    def _measure_statistics(self, loader: Callable) -> None:
+        """`data.mean=dataset data.std=dataset`: per-channel mean and std of the training
+        images (after `equalize`), which the checkpoint then records like given values."""
+        from dataclasses import replace as replace_fields
+
+        train = [s for s in self.samples if s.split == "train"]
+        if not train:
+            raise DatasetError("data.mean/std=dataset: no training images to measure")
+        view = self._image_view(loader)
+        sums = np.zeros(self.in_chans)
+        squares = np.zeros(self.in_chans)
+        pixels = 0
+        for sample in train:
+            image = self.preprocessing.equalized(view(sample)).astype(np.float64) / 255.0
+            sums += image.sum(axis=(0, 1))
+            squares += (image**2).sum(axis=(0, 1))
+            pixels += image.shape[0] * image.shape[1]
+        mean = sums / pixels
+        std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-6))
+        self.preprocessing = replace_fields(
+            self.preprocessing, mean=tuple(mean.tolist()), std=tuple(std.tolist())
+        )
+        log.info(
+            "data: mean %s, std %s measured on %d training images",
+            [round(m, 4) for m in mean], [round(v, 4) for v in std], len(train),
+        )  # fmt: skip
 
     def _drop_later_copies(self, loader: Callable) -> None:
         """`data.leakage=drop`: val and test images that copy one of an earlier split go."""
