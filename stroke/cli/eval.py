@@ -82,7 +82,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     datamodule = instantiate(data_cfg)
     datamodule.setup("test")
     check_windows(datamodule.preprocessing, classifier.preprocessing, _cli_overrides())
-    classifier.check_matches(datamodule.class_names, datamodule.in_chans, f"the data ({origin})")
+    classifier.check_matches(
+        datamodule.class_names, datamodule.preprocessing.channels, f"the data ({origin})"
+    )
     out_dir = Path(cfg.paths.output_dir)
     context = {
         "checkpoint": ", ".join(map(str, classifier.members)) or str(classifier.path),

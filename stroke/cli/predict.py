@@ -76,6 +76,13 @@ def _model_description(cfg: DictConfig):
         )  # fmt: skip
         preprocessing = preprocessing.with_image_size(overrides["image_size"])
     log.info("preprocessing: %s", describe(preprocessing))
+    if preprocessing.context_slices:
+        log.warning(
+            "this model reads %d neighbouring slice(s) on each side (data.context_slices); "
+            "stroke-predict reads each input alone, as its own neighbours: for the volume's "
+            "context score the scans through a data config with stroke-eval",
+            preprocessing.context_slices,
+        )
     return classes, preprocessing, classifier
 
 

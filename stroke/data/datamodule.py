@@ -85,6 +85,8 @@ class StrokeDataModule(L.LightningDataModule):
         batch_transform: Callable | None = None,
         equalize: str | None = None,
         normalization: str = "fixed",
+        context_slices: int = 0,
+        slice_regex: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(source, ImageSource):
@@ -118,7 +120,9 @@ class StrokeDataModule(L.LightningDataModule):
             windows,
             equalize,
             normalization,
+            context_slices,
         )
+        self.slice_regex = slice_regex
         self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
         self.root = root
         self.batch_size = batch_size
@@ -182,7 +186,8 @@ class StrokeDataModule(L.LightningDataModule):
         these to whichever model class `cfg.model` names."""
         return {
             "num_classes": self.num_classes,
-            "in_chans": self.in_chans,
+            # 2.5D: the slice's channels and its neighbours'
+            "in_chans": self.preprocessing.channels,
             "class_names": list(self.class_names),
             "class_counts": self.class_counts("train"),
         }
@@ -348,8 +353,15 @@ class StrokeDataModule(L.LightningDataModule):
         transform: Callable | None,
     ) -> ImageClassificationDataset:
         """The torch Dataset of one split."""
+        neighbours = None
+        if self.preprocessing.context_slices:
+            from stroke.data.context import neighbour_indices
+
+            neighbours = neighbour_indices(
+                samples, self.preprocessing.context_slices, self.slice_regex
+            )
         return ImageClassificationDataset(
-            samples, class_to_idx, loader, self.preprocessing, transform
+            samples, class_to_idx, loader, self.preprocessing, transform, neighbours
         )
 
     def _check_decoding(self, loader: Callable) -> None:

@@ -84,8 +84,18 @@ class Preprocessing:
     dicom_windows: tuple | None = None
     equalize: str | None = None
     normalization: str = "fixed"
+    #: 2.5D: k neighbouring slices on each side as extra channels (stroke/data/context.py)
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.context_slices, bool) or not isinstance(self.context_slices, int):
+            raise ConfigError(
+                f"data.context_slices must be an integer >= 0, got {self.context_slices!r}"
+            )
+        if self.context_slices < 0:
+            raise ConfigError(
+                f"data.context_slices must be an integer >= 0, got {self.context_slices!r}"
+            )
         if self.equalize not in EQUALIZE:
             raise ConfigError(
                 f"data.equalize must be one of {list(EQUALIZE)}, got {self.equalize!r}"
@@ -121,7 +131,13 @@ class Preprocessing:
             record["dicom_windows"] = list(self.dicom_windows)
         record["equalize"] = self.equalize
         record["normalization"] = self.normalization
+        record["context_slices"] = self.context_slices
         return record
+
+    @property
+    def channels(self) -> int:
+        """Channels of the model input: `in_chans` per slice, 2k + 1 slices with context."""
+        return self.in_chans * (2 * self.context_slices + 1)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Preprocessing:
@@ -135,6 +151,7 @@ class Preprocessing:
                 dicom_windows=record.get("dicom_windows"),
                 equalize=record.get("equalize"),
                 normalization=record.get("normalization") or "fixed",
+                context_slices=int(record.get("context_slices") or 0),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"preprocessing record {dict(record)} is incomplete: {err}") from err
@@ -210,9 +227,10 @@ class Preprocessing:
         if self.normalization == "image":
             mean = scaled.mean(axis=(0, 1))
             std = np.maximum(scaled.std(axis=(0, 1)), np.float32(1e-3))
-        else:
-            mean = np.asarray(self.mean, dtype=np.float32)
-            std = np.asarray(self.std, dtype=np.float32)
+        else:  # the per-slice values repeat for each slice of a 2.5D input
+            repeat = image.shape[2] // self.in_chans
+            mean = np.tile(np.asarray(self.mean, dtype=np.float32), repeat)
+            std = np.tile(np.asarray(self.std, dtype=np.float32), repeat)
         scaled = (scaled - mean) / std
         return np.ascontiguousarray(scaled.transpose(2, 0, 1).astype(np.float32))
 
@@ -224,6 +242,9 @@ class Preprocessing:
         """A normalised C x H x W input back to the uint8 H x W x C image it came from
         (after `equalize`; with per-image normalisation, stretched to its own range)."""
         array = tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else tensor
+        if self.context_slices:  # the middle slice: the one the input is about
+            start = self.context_slices * self.in_chans
+            array = array[start : start + self.in_chans]
         if self.normalization == "image":
             array = np.asarray(array, dtype=np.float32)
             low = array.min(axis=(1, 2), keepdims=True)
