@@ -43,6 +43,24 @@ class ProbabilityMean(nn.Module):
         return self.probabilities(x).clamp_min(_TINY).log()
 
 
+class FlipAverage(nn.Module):
+    """Flip test-time augmentation as a network: the mean of the probabilities of an image
+    and its left-right mirror, returned as logits (their log), like `ProbabilityMean`.
+
+    The same average as `stroke-predict tta=true` (stroke/inference/predictor.py); the
+    training module uses it to validate and test with `model.tta=true`.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = self.net(torch.cat([x, x.flip(-1)])).float().softmax(dim=1)
+        n = len(x)
+        return ((both[:n] + both[n:]) / 2).clamp_min(_TINY).log()
+
+
 def _as_list(ckpt_path) -> list[str]:
     if isinstance(ckpt_path, ListConfig):
         ckpt_path = OmegaConf.to_object(ckpt_path)
