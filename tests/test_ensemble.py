@@ -113,3 +113,23 @@ def test_eval_refuses_to_score_fold_models_on_a_fold_they_trained_on():
         check_ensemble_test_split(OmegaConf.create({"fold": 2, "fold_split": "test"}), "run")
     check_ensemble_test_split(OmegaConf.create({"fold": 2, "fold_split": "val"}), "run")
     check_ensemble_test_split(OmegaConf.create({"fold": None}), "an external set")
+
+
+def test_flip_tta_of_training_is_the_predictors_flip_tta():
+    from stroke.inference.ensemble import FlipAverage
+    from stroke.inference.predictor import TorchBackend, class_probabilities
+    from stroke.module import StrokeClassifier
+
+    torch.manual_seed(0)
+    module = StrokeClassifier({"name": "cnn_small"}, num_classes=2, in_chans=1, tta=True).eval()
+    x = torch.randn(3, 1, 32, 32)
+    expected = class_probabilities(TorchBackend(module.net), x.numpy(), flip_tta=True)
+    got = FlipAverage(module.net)(x).softmax(1).detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # validation and test steps score the flip average; training steps the plain network
+    _, probs, _ = module._step((x, torch.tensor([0, 1, 0])))
+    np.testing.assert_allclose(probs.detach().numpy(), expected, atol=1e-5)
+    module.train()
+    _, probs, _ = module._step((x, torch.tensor([0, 1, 0])))
+    plain = module.net(x).softmax(1).detach().numpy()
+    np.testing.assert_allclose(probs.detach().numpy(), plain, atol=1e-5)
