@@ -23,7 +23,15 @@ from stroke.errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: data.* keys that are part of a checkpoint's preprocessing record
-PREPROCESSING_KEYS = ("image_size", "in_chans", "mean", "std", "equalize", "normalization")
+PREPROCESSING_KEYS = (
+    "image_size",
+    "in_chans",
+    "mean",
+    "std",
+    "equalize",
+    "normalization",
+    "context_slices",
+)
 WINDOW_KEYS = ("data.source.window", "data.source.multi_window")
 
 
@@ -37,6 +45,8 @@ def describe(preprocessing: Preprocessing) -> str:
         text += f", {preprocessing.equalize} equalisation"
     if preprocessing.normalization != "fixed":
         text += f", {preprocessing.normalization} normalisation"
+    if preprocessing.context_slices:
+        text += f", {preprocessing.context_slices} neighbouring slice(s) on each side"
     if preprocessing.dicom_windows:
         windows = [resolve_window(w) for w in preprocessing.dicom_windows]
         text += f", DICOM windows {describe_windows(windows)}"
