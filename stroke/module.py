@@ -49,6 +49,7 @@ class StrokeClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         monitor: str = "val/f1",
         monitor_mode: str = "max",
+        tta: bool = False,
     ) -> None:
         super().__init__()
         backbone = plain_values(backbone)
@@ -70,6 +71,7 @@ class StrokeClassifier(L.LightningModule):
                 "label_smoothing": label_smoothing,
                 "monitor": monitor,
                 "monitor_mode": monitor_mode,
+                "tta": bool(tta),
             }
         )
         self.class_names = class_names
@@ -113,9 +115,18 @@ class StrokeClassifier(L.LightningModule):
         return self.net(x)
 
     # -- steps ---------------------------------------------------------------------------
+    def evaluation_net(self) -> nn.Module:
+        """What validation, test and the evaluation report score: the backbone, or with
+        `model.tta=true` the mean of it on the image and its left-right mirror."""
+        if self.hparams.get("tta"):
+            from stroke.inference.ensemble import FlipAverage
+
+            return FlipAverage(self.net)
+        return self.net
+
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]):
         images, targets = batch
-        logits = self(images)
+        logits = self(images) if self.training else self.evaluation_net()(images)
         loss = self.criterion(logits, targets)
         return loss, logits.float().softmax(dim=1), targets
 
@@ -221,7 +232,9 @@ class StrokeClassifier(L.LightningModule):
         """The evaluation report (stroke-eval's) of these weights on the test split."""
         from stroke.evaluation.report import evaluate_and_report
 
-        return evaluate_and_report(self.net, datamodule, out_dir, config, device, context)
+        return evaluate_and_report(
+            self.evaluation_net(), datamodule, out_dir, config, device, context
+        )
 
     def configure_optimizers(self):
         return configure_optimizers(self)

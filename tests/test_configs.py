@@ -35,6 +35,7 @@ def test_experiment_class_maps_give_the_intended_tasks(phantom_dir, tmp_path):
         "stroke_vs_normal": ["normal", "stroke"],
         "stroke_type": ["ischemic", "hemorrhagic"],
         "head_ct_hemorrhage": ["none", "hemorrhage"],
+        "head_ct_hemorrhage_cv": ["none", "hemorrhage"],
         "brain_mri_multiclass": ["normal", "hemorrhagic", "ischemic"],
     }
     for experiment, classes in expected.items():
@@ -56,6 +57,7 @@ def test_experiment_class_maps_give_the_intended_tasks(phantom_dir, tmp_path):
         "logger",
         "callbacks",
         "debug",
+        "weight_averaging",
     ],
 )
 def test_every_option_of_a_group_composes(group, tmp_path):

@@ -6,6 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TINY, run_module
 from omegaconf import OmegaConf
@@ -110,3 +111,52 @@ def test_multirun_over_folds_writes_the_summary(phantom_dir, tmp_path):
     again = run_module("stroke.cli.cv", f"path={sweep}", f"out={tmp_path / 'cv'}", timeout=120)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "cv" / SUMMARY_JSON).read_text())["groups"] == summary["groups"]
+
+
+def fake_predictions(job_dir: Path, patients, labels, prob_b) -> None:
+    """A fold's eval/predictions_test.csv (classes a, b) and metrics.json pointing at it."""
+    eval_dir = job_dir / "eval"
+    eval_dir.mkdir()
+    lines = ["path,patient_id,label,predicted,prob_a,prob_b"]
+    for patient, label, p in zip(patients, labels, prob_b, strict=True):
+        predicted = "b" if p >= 0.5 else "a"
+        lines.append(f"{patient}.png,{patient},{label},{predicted},{1 - p:.6f},{p:.6f}")
+    (eval_dir / "predictions_test.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_pooled_out_of_fold_scores_every_patient_once(tmp_path):
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    all_labels, all_probs = [], []
+    for fold in range(3):
+        patients = [f"p{fold}_{i}" for i in range(10)]
+        labels = ["a", "b"] * 5
+        probs = np.clip(rng.normal(0.35, 0.2, 10) + 0.3 * (np.arange(10) % 2), 0.01, 0.99)
+        fake_run(tmp_path / str(fold), fold, {"test/roc_auc": 0.5 + fold / 10}, [])
+        fake_predictions(tmp_path / str(fold), patients, labels, probs)
+        all_labels += labels
+        all_probs += [round(float(p), 6) for p in probs]
+    doc = json.loads(write_cv_summary(tmp_path).read_text())
+    pooled = doc["groups"][0]["pooled_out_of_fold"]
+    assert pooled["n_images"] == 30 and pooled["n_patients"] == 30
+    y = np.array([lab == "b" for lab in all_labels])
+    auc = pooled["metrics"]["roc_auc"]
+    assert auc["value"] == pytest.approx(roc_auc_score(y, all_probs), abs=1e-6)
+    assert auc["ci"][0] <= auc["value"] <= auc["ci"][1]
+    accuracy = accuracy_score(y, np.array(all_probs) >= 0.5)
+    assert pooled["metrics"]["accuracy"]["value"] == pytest.approx(accuracy, abs=1e-6)
+    markdown = (tmp_path / SUMMARY_MD).read_text()
+    assert "30 images of 30 patients" in markdown
+    assert f"| test/roc_auc | {auc['value']:.4f} | {auc['ci'][0]:.4f} – {auc['ci'][1]:.4f} |" in (
+        markdown
+    )
+
+
+def test_pooled_out_of_fold_says_why_it_is_missing(tmp_path):
+    fake_run(tmp_path / "0", 0, {"test/roc_auc": 0.8}, [])
+    fake_run(tmp_path / "1", 1, {"test/roc_auc": 0.7}, [])
+    fake_predictions(tmp_path / "0", ["p0"], ["a"], [0.2])
+    doc = json.loads(write_cv_summary(tmp_path).read_text())
+    assert "no eval/predictions_test.csv in" in doc["groups"][0]["pooled_out_of_fold"]["skipped"]
+    assert "Pooled out-of-fold predictions: not computed" in (tmp_path / SUMMARY_MD).read_text()

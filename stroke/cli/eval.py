@@ -18,15 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
+from stroke.errors import ConfigError
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
-from stroke.inference.checkpoint import (
-    checkpoint_task,
-    load_classifier,
-    read_checkpoint,
-    run_config_of,
-)
+from stroke.inference.checkpoint import checkpoint_task, read_checkpoint, run_config_of
 from stroke.inference.consistency import align_preprocessing, check_windows
+from stroke.inference.ensemble import checkpoint_paths, load_ensemble
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.eval")
@@ -40,7 +37,7 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[Di
     """The data config to evaluate on and a phrase saying where it came from."""
     overrides = _cli_overrides() if overrides is None else overrides
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    run_cfg = run_config_of(cfg.ckpt_path)
+    run_cfg = run_config_of(checkpoint_paths(cfg.ckpt_path)[0])
     if run_cfg is None or "data" not in run_cfg or "data" in keys:
         return cfg.data, "data group of conf/eval.yaml"
     applied = []
@@ -52,14 +49,32 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[Di
     return run_cfg.data, where + (f" with {', '.join(applied)}" if applied else "")
 
 
+def check_ensemble_test_split(data_cfg: DictConfig, origin: str) -> None:
+    """An ensemble of the folds of `data.fold_split=test` has seen every test patient: each
+    fold's test split is training data of the other folds."""
+    if data_cfg.get("fold") is None or data_cfg.get("fold_split", "test") != "test":
+        return
+    raise ConfigError(
+        f"the ensemble would be scored on the test split of fold {data_cfg.fold} ({origin}), "
+        "but the other folds' models trained on those patients; evaluate it on other data "
+        "(data=... data.root=...), or cross-validate with data.fold_split=val, whose test "
+        "split is the same held-out patients in every fold"
+    )
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     """Load the checkpoint safely, rebuild its data, predict val and test, write the report."""
-    if checkpoint_task(read_checkpoint(cfg.ckpt_path)) == "segmentation":
+    paths = checkpoint_paths(cfg.ckpt_path)
+    if checkpoint_task(read_checkpoint(paths[0])) == "segmentation":
         from stroke.segmentation.evaluate import evaluate_segmentation_checkpoint
 
+        if len(paths) > 1 or not Path(str(cfg.ckpt_path)).is_file():
+            raise ConfigError("a segmentation checkpoint is evaluated alone: give one .ckpt file")
         return evaluate_segmentation_checkpoint(cfg, *data_config(cfg))
-    classifier = load_classifier(cfg.ckpt_path)
+    classifier = load_ensemble(paths)
     data_cfg, origin = data_config(cfg)
+    if classifier.members:
+        check_ensemble_test_split(data_cfg, origin)
     # size, channels, normalisation as in training, unless the command line sets them
     data_cfg, preprocessing = align_preprocessing(
         data_cfg, classifier.preprocessing, _cli_overrides()
@@ -67,10 +82,12 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     datamodule = instantiate(data_cfg)
     datamodule.setup("test")
     check_windows(datamodule.preprocessing, classifier.preprocessing, _cli_overrides())
-    classifier.check_matches(datamodule.class_names, datamodule.in_chans, f"the data ({origin})")
+    classifier.check_matches(
+        datamodule.class_names, datamodule.preprocessing.channels, f"the data ({origin})"
+    )
     out_dir = Path(cfg.paths.output_dir)
     context = {
-        "checkpoint": str(classifier.path),
+        "checkpoint": ", ".join(map(str, classifier.members)) or str(classifier.path),
         "backbone": classifier.backbone.get("name"),
         "data": origin,
         "preprocessing": preprocessing,

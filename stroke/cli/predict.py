@@ -25,8 +25,9 @@ from stroke.data.audit import SKIPPED_CSV, summarize, unused_inputs, write_left_
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import ConfigError, DatasetError
 from stroke.hardware import resolve_device, resolve_num_workers
-from stroke.inference.checkpoint import checkpoint_task, load_classifier, read_checkpoint
+from stroke.inference.checkpoint import checkpoint_task, read_checkpoint
 from stroke.inference.consistency import describe
+from stroke.inference.ensemble import checkpoint_paths, load_ensemble
 from stroke.inference.onnx_export import read_onnx_metadata
 from stroke.inference.predictor import (
     FilePrediction,
@@ -45,7 +46,9 @@ BACKENDS = ("torch", "onnx")
 
 def _model_description(cfg: DictConfig):
     """(classes, preprocessing, torch classifier or None) from the checkpoint or the ONNX file."""
-    classifier = load_classifier(cfg.ckpt_path) if cfg.ckpt_path else None
+    classifier = load_ensemble(cfg.ckpt_path) if cfg.ckpt_path else None
+    if classifier is not None and classifier.members:
+        log.info("ensemble: mean probabilities of %s", [str(p) for p in classifier.members])
     if classifier is not None:
         classes, preprocessing = classifier.class_names, classifier.preprocessing
     else:
@@ -73,13 +76,23 @@ def _model_description(cfg: DictConfig):
         )  # fmt: skip
         preprocessing = preprocessing.with_image_size(overrides["image_size"])
     log.info("preprocessing: %s", describe(preprocessing))
+    if preprocessing.context_slices:
+        log.warning(
+            "this model reads %d neighbouring slice(s) on each side (data.context_slices); "
+            "stroke-predict reads each input alone, as its own neighbours: for the volume's "
+            "context score the scans through a data config with stroke-eval",
+            preprocessing.context_slices,
+        )
     return classes, preprocessing, classifier
 
 
 def _task(cfg: DictConfig) -> str:
     """The checkpoint's task from its hyper-parameters, else the ONNX file's metadata."""
     if cfg.ckpt_path:
-        return checkpoint_task(read_checkpoint(cfg.ckpt_path))
+        tasks = {checkpoint_task(read_checkpoint(p)) for p in checkpoint_paths(cfg.ckpt_path)}
+        if len(tasks) > 1:
+            raise ConfigError(f"ckpt_path= mixes {sorted(tasks)} checkpoints")
+        return tasks.pop()
     return str((read_onnx_metadata(cfg.onnx_path) or {}).get("task", "classification"))
 
 
@@ -90,6 +103,10 @@ def _backend(cfg: DictConfig, classifier, device: str):
         if classifier is None:
             raise ConfigError("backend=torch needs ckpt_path=")
         return TorchBackend(classifier.net, device)
+    if classifier is not None and classifier.members:
+        raise ConfigError(
+            "backend=onnx reads one exported model; an ensemble runs with backend=torch"
+        )
     onnx_path = cfg.onnx_path or str(Path(cfg.ckpt_path).with_suffix(".onnx"))
     return OnnxBackend(onnx_path)
 
@@ -102,6 +119,8 @@ def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     if not cfg.ckpt_path and not cfg.onnx_path:
         raise ConfigError("give ckpt_path= (a stroke-train checkpoint) or onnx_path=")
     if _task(cfg) == "segmentation":
+        if cfg.ckpt_path and not (isinstance(cfg.ckpt_path, str) and Path(cfg.ckpt_path).is_file()):
+            raise ConfigError("a segmentation checkpoint is predicted alone: give one .ckpt file")
         from stroke.segmentation.predict import run_segmentation_prediction
 
         return run_segmentation_prediction(cfg)
@@ -112,6 +131,8 @@ def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
         )
     if cfg.explain and classifier is None:
         raise ConfigError("explain=true needs ckpt_path= (Grad-CAM runs on the PyTorch model)")
+    if cfg.explain and classifier.members:
+        raise ConfigError("explain=true needs one checkpoint (Grad-CAM of one network)")
     device = resolve_device(cfg.device)
     backend = _backend(cfg, classifier, device)
     inputs = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -27,6 +29,7 @@ from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
     NearDuplicate,
     check_leakage,
+    later_copies,
     resolve_leakage_mode,
     write_leakage_csv,
 )
@@ -75,10 +78,15 @@ class StrokeDataModule(L.LightningDataModule):
         fold: int | None = None,
         fold_split: str = "test",
         leakage: str | bool = "warn",
+        resplit: bool = False,
         sampler: str | None = None,
         cache: bool = True,
         cache_dir: str | Path | None = None,
         batch_transform: Callable | None = None,
+        equalize: str | None = None,
+        normalization: str = "fixed",
+        context_slices: int = 0,
+        slice_regex: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(source, ImageSource):
@@ -92,7 +100,29 @@ class StrokeDataModule(L.LightningDataModule):
         # a source that knows its format (DICOM, NIfTI) decodes its own samples and says how
         decoding = isinstance(source, DecodingSource)
         windows = source.preprocessing_record().get("dicom_windows") if decoding else None
-        self.preprocessing = Preprocessing(image_size, in_chans, mean, std, windows)
+        # mean/std "dataset": measured on the training split at setup, then recorded
+        self.dataset_statistics = "dataset" in (mean, std)
+        if self.dataset_statistics and normalization != "fixed":
+            raise ConfigError(
+                f"data.mean/std=dataset measure fixed statistics; data.normalization="
+                f"{normalization!r} uses each image's own: choose one"
+            )
+        if normalization == "image" and batch_transform is not None:
+            raise ConfigError(
+                "data.normalization=image cannot be undone by augmentation=gpu (it needs one "
+                "mean/std for the batch); use a per-image augmentation"
+            )
+        self.preprocessing = Preprocessing(
+            image_size,
+            in_chans,
+            DEFAULT_MEAN if mean == "dataset" else mean,
+            DEFAULT_STD if std == "dataset" else std,
+            windows,
+            equalize,
+            normalization,
+            context_slices,
+        )
+        self.slice_regex = slice_regex
         self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
         self.root = root
         self.batch_size = batch_size
@@ -113,6 +143,10 @@ class StrokeDataModule(L.LightningDataModule):
         self.fold = fold
         self.fold_split = fold_split
         self.leakage = resolve_leakage_mode(leakage)
+        # pool a pre-split set (split folders or column) and split it again by patient
+        self.resplit = bool(resplit)
+        #: images data.leakage=drop removed, per split
+        self.leakage_dropped: dict[str, int] = {}
         self.sampler = sampler
         self.near_duplicates: list[NearDuplicate] = []
         # decode each image once into a memory-mapped store shared by epochs, runs and trials
@@ -152,7 +186,8 @@ class StrokeDataModule(L.LightningDataModule):
         these to whichever model class `cfg.model` names."""
         return {
             "num_classes": self.num_classes,
-            "in_chans": self.in_chans,
+            # 2.5D: the slice's channels and its neighbours'
+            "in_chans": self.preprocessing.channels,
             "class_names": list(self.class_names),
             "class_counts": self.class_counts("train"),
         }
@@ -200,6 +235,10 @@ class StrokeDataModule(L.LightningDataModule):
         if not samples:
             raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
         self.class_names = resolve_classes(samples, self.requested_classes, where)
+        if self.resplit:
+            presplit = Counter(s.split for s in samples if s.split is not None)
+            log.info("data.resplit: the source's splits %s pooled and split again", dict(presplit))
+            samples = [replace(s, split=None) for s in samples]
         if self.fold is not None:
             self.samples = assign_fold(
                 samples,
@@ -227,12 +266,9 @@ class StrokeDataModule(L.LightningDataModule):
         else:
             loader = self.loader
             self._check_decoding(loader)
-        class_to_idx = {c: i for i, c in enumerate(self.class_names)}
-        for split in SPLITS:
-            transform = self.train_transform if split == "train" else None
-            self.datasets[split] = self._dataset(
-                [s for s in self.samples if s.split == split], class_to_idx, loader, transform
-            )
+        if self.dataset_statistics:
+            self._measure_statistics(loader)
+        self._build_datasets(loader)
         if len(self.datasets["train"]) == 0:
             raise DatasetError(f"no training images left in {where} after splitting")
         log.info(
@@ -247,6 +283,66 @@ class StrokeDataModule(L.LightningDataModule):
         self.near_duplicates = check_leakage(
             self.samples, self._image_view(loader), self.leakage, self.num_workers
         )
+        if self.leakage == "drop" and self.near_duplicates:
+            self._drop_later_copies(loader)
+
+    def _build_datasets(self, loader: Callable) -> None:
+        class_to_idx = {c: i for i, c in enumerate(self.class_names)}
+        for split in SPLITS:
+            transform = self.train_transform if split == "train" else None
+            self.datasets[split] = self._dataset(
+                [s for s in self.samples if s.split == split], class_to_idx, loader, transform
+            )
+
+    def _measure_statistics(self, loader: Callable) -> None:
+        """`data.mean=dataset data.std=dataset`: per-channel mean and std of the training
+        images (after `equalize`), which the checkpoint then records like given values."""
+        from dataclasses import replace as replace_fields
+
+        train = [s for s in self.samples if s.split == "train"]
+        if not train:
+            raise DatasetError("data.mean/std=dataset: no training images to measure")
+        view = self._image_view(loader)
+        sums = np.zeros(self.in_chans)
+        squares = np.zeros(self.in_chans)
+        pixels = 0
+        for sample in train:
+            image = self.preprocessing.equalized(view(sample)).astype(np.float64) / 255.0
+            sums += image.sum(axis=(0, 1))
+            squares += (image**2).sum(axis=(0, 1))
+            pixels += image.shape[0] * image.shape[1]
+        mean = sums / pixels
+        std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-6))
+        self.preprocessing = replace_fields(
+            self.preprocessing, mean=tuple(mean.tolist()), std=tuple(std.tolist())
+        )
+        log.info(
+            "data: mean %s, std %s measured on %d training images",
+            [round(m, 4) for m in mean], [round(v, 4) for v in std], len(train),
+        )  # fmt: skip
+
+    def _drop_later_copies(self, loader: Callable) -> None:
+        """`data.leakage=drop`: val and test images that copy one of an earlier split go."""
+        dropped = later_copies(self.near_duplicates)
+        keys = {(s.path, s.slice_index) for s in dropped}
+        self.samples = [s for s in self.samples if (s.path, s.slice_index) not in keys]
+        self.leakage_dropped = dict(Counter(s.split for s in dropped))
+        self._build_datasets(loader)
+        message = self.leakage_summary()
+        self.data_warnings.append(message)
+        log.warning("data: %s; images train/val/test now %d/%d/%d", message,
+                    *(len(self.datasets[s]) for s in SPLITS))  # fmt: skip
+
+    def leakage_summary(self) -> str | None:
+        """One line on the near duplicates found across splits and what was done (reports)."""
+        if not self.near_duplicates:
+            return None
+        found = f"{len(self.near_duplicates)} near-duplicate pair(s) across splits (leakage.csv)"
+        if not self.leakage_dropped:
+            return f"{found}; data.leakage={self.leakage}: kept, the metrics may be inflated"
+        counts = ", ".join(f"{n} from {split}" for split, n in sorted(self.leakage_dropped.items()))
+        total = sum(self.leakage_dropped.values())
+        return f"{found}; data.leakage=drop: {total} later copies dropped ({counts})"
 
     # -- what a task-specific datamodule (e.g. segmentation) changes ------------------------
     def _dataset(
@@ -257,8 +353,15 @@ class StrokeDataModule(L.LightningDataModule):
         transform: Callable | None,
     ) -> ImageClassificationDataset:
         """The torch Dataset of one split."""
+        neighbours = None
+        if self.preprocessing.context_slices:
+            from stroke.data.context import neighbour_indices
+
+            neighbours = neighbour_indices(
+                samples, self.preprocessing.context_slices, self.slice_regex
+            )
         return ImageClassificationDataset(
-            samples, class_to_idx, loader, self.preprocessing, transform
+            samples, class_to_idx, loader, self.preprocessing, transform, neighbours
         )
 
     def _check_decoding(self, loader: Callable) -> None:

@@ -23,8 +23,11 @@ class ImageClassificationDataset(Dataset):
         loader: Callable[[Sample], np.ndarray],
         preprocessing: Preprocessing,
         transform: Callable | None = None,
+        neighbours: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.samples = list(samples)
+        #: 2.5D: the samples whose images are each sample's channels (stroke/data/context.py)
+        self.neighbours = neighbours
         self.targets = [class_to_idx[s.label] for s in self.samples]
         self.loader = loader
         self.preprocessing = preprocessing
@@ -37,7 +40,12 @@ class ImageClassificationDataset(Dataset):
         # (index, augmentation seed) from EpochSampler: the same augmentation in every run
         index, seed = index if isinstance(index, tuple) else (index, None)
         # the whole sample, not its path: slices of one volume share a path
-        image = self.loader(self.samples[index])
+        if self.neighbours is None:
+            image = self.loader(self.samples[index])
+        else:
+            from stroke.data.context import stack_channels
+
+            image = stack_channels([self.loader(self.samples[j]) for j in self.neighbours[index]])
         if self.transform is not None:
             if seed is not None:
                 seed_transform(self.transform, seed)

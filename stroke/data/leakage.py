@@ -44,7 +44,7 @@ from stroke.io import atomic_writer
 
 log = logging.getLogger(__name__)
 
-LEAKAGE_MODES = ("warn", "error", "off")
+LEAKAGE_MODES = ("warn", "error", "drop", "off")
 #: pHash side: 16 x 16 = 256 bits.
 HASH_SIZE = 16
 #: Bits two hashes may differ by (re-encoded and resized copies measured at <= 8).
@@ -248,8 +248,22 @@ def check_leakage(
             f"{message}\nremove the copies (or give them one patient id); "
             "data.leakage=warn only reports them"
         )
-    log.warning("%s\n(data.leakage=error makes this an error)", message)
+    if mode == "drop":
+        log.warning("%s\n(data.leakage=drop: the later copy of each pair is dropped)", message)
+    else:
+        log.warning("%s\n(data.leakage=error makes this an error, drop drops them)", message)
     return duplicates
+
+
+def later_copies(duplicates: Sequence[NearDuplicate]) -> list[Sample]:
+    """The copy in the later split (train, then val, then test) of every pair, once each:
+    what `data.leakage=drop` removes, so that val and test hold no image training saw."""
+    order = {split: i for i, split in enumerate(SPLITS)}
+    dropped: dict[tuple, Sample] = {}
+    for d in duplicates:
+        later = d.second if order[d.second.split] > order[d.first.split] else d.first
+        dropped.setdefault((later.path, later.slice_index), later)
+    return list(dropped.values())
 
 
 def resolve_leakage_mode(mode: str | bool | None) -> str:

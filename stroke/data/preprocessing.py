@@ -29,6 +29,14 @@ DEFAULT_STD = 0.25
 #: Files taken for DICOM by their suffix; others are opened for the DICOM marker unless
 #: their suffix says image.
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+#: contrast equalisation of the uint8 image before normalisation (None: none)
+EQUALIZE = (None, "clahe", "histogram")
+#: fixed: (x - mean) / std with the recorded values; image: each image (each channel) to
+#: zero mean, unit spread by its own statistics (exports whose grey levels differ)
+NORMALIZATIONS = ("fixed", "image")
+#: CLAHE: the clip limit and the tile grid (OpenCV's defaults are 40 and 8 x 8)
+CLAHE_CLIP = 2.0
+CLAHE_TILES = 8
 
 Reader = Callable[[Sample, int], np.ndarray]
 
@@ -74,8 +82,29 @@ class Preprocessing:
     mean: tuple[float, ...] = (DEFAULT_MEAN,)
     std: tuple[float, ...] = (DEFAULT_STD,)
     dicom_windows: tuple | None = None
+    equalize: str | None = None
+    normalization: str = "fixed"
+    #: 2.5D: k neighbouring slices on each side as extra channels (stroke/data/context.py)
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.context_slices, bool) or not isinstance(self.context_slices, int):
+            raise ConfigError(
+                f"data.context_slices must be an integer >= 0, got {self.context_slices!r}"
+            )
+        if self.context_slices < 0:
+            raise ConfigError(
+                f"data.context_slices must be an integer >= 0, got {self.context_slices!r}"
+            )
+        if self.equalize not in EQUALIZE:
+            raise ConfigError(
+                f"data.equalize must be one of {list(EQUALIZE)}, got {self.equalize!r}"
+            )
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(
+                f"data.normalization must be one of {list(NORMALIZATIONS)}, "
+                f"got {self.normalization!r}"
+            )
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
             raise ConfigError(f"data.image_size must be an integer >= 8, got {self.image_size!r}")
         if self.image_size < 8:
@@ -100,7 +129,15 @@ class Preprocessing:
         }
         if self.dicom_windows is not None:
             record["dicom_windows"] = list(self.dicom_windows)
+        record["equalize"] = self.equalize
+        record["normalization"] = self.normalization
+        record["context_slices"] = self.context_slices
         return record
+
+    @property
+    def channels(self) -> int:
+        """Channels of the model input: `in_chans` per slice, 2k + 1 slices with context."""
+        return self.in_chans * (2 * self.context_slices + 1)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Preprocessing:
@@ -112,6 +149,9 @@ class Preprocessing:
                 mean=record.get("mean", DEFAULT_MEAN),
                 std=record.get("std", DEFAULT_STD),
                 dicom_windows=record.get("dicom_windows"),
+                equalize=record.get("equalize"),
+                normalization=record.get("normalization") or "fixed",
+                context_slices=int(record.get("context_slices") or 0),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ConfigError(f"preprocessing record {dict(record)} is incomplete: {err}") from err
@@ -158,22 +198,59 @@ class Preprocessing:
         """
         return letterbox_box(height, width, self.image_size)[0]
 
+    def equalized(self, image: np.ndarray) -> np.ndarray:
+        """The uint8 H x W x C image with `equalize` applied to each channel (a copy)."""
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if self.equalize is None:
+            return image
+        out = np.empty_like(image)
+        if self.equalize == "clahe":
+            clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES,) * 2)
+            equalize = clahe.apply
+        else:
+            equalize = cv2.equalizeHist
+        for c in range(image.shape[2]):
+            out[:, :, c] = equalize(np.ascontiguousarray(image[:, :, c]))
+        return out
+
     def normalize(self, image: np.ndarray) -> np.ndarray:
-        """uint8 H x W x C (after any augmentation) -> normalised float32 C x H x W."""
+        """uint8 H x W x C (after any augmentation) -> normalised float32 C x H x W.
+
+        `equalize` first (CLAHE or histogram equalisation, on the uint8 pixels), then the
+        fixed mean/std, or each image's own statistics (`normalization=image`).
+        """
         if image.ndim == 2:  # some transforms drop a single channel axis
             image = image[:, :, None]
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        scaled = (image.astype(np.float32) / np.float32(255.0) - mean) / std
-        return np.ascontiguousarray(scaled.transpose(2, 0, 1))
+        image = self.equalized(image)
+        scaled = image.astype(np.float32) / np.float32(255.0)
+        if self.normalization == "image":
+            mean = scaled.mean(axis=(0, 1))
+            std = np.maximum(scaled.std(axis=(0, 1)), np.float32(1e-3))
+        else:  # the per-slice values repeat for each slice of a 2.5D input
+            repeat = image.shape[2] // self.in_chans
+            mean = np.tile(np.asarray(self.mean, dtype=np.float32), repeat)
+            std = np.tile(np.asarray(self.std, dtype=np.float32), repeat)
+        scaled = (scaled - mean) / std
+        return np.ascontiguousarray(scaled.transpose(2, 0, 1).astype(np.float32))
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         """`normalize` as a torch tensor (what datasets return)."""
         return torch.from_numpy(self.normalize(image))
 
     def to_display(self, tensor: torch.Tensor | np.ndarray) -> np.ndarray:
-        """A normalised C x H x W input back to the uint8 H x W x C image it came from."""
+        """A normalised C x H x W input back to the uint8 H x W x C image it came from
+        (after `equalize`; with per-image normalisation, stretched to its own range)."""
         array = tensor.detach().cpu().numpy() if isinstance(tensor, torch.Tensor) else tensor
+        if self.context_slices:  # the middle slice: the one the input is about
+            start = self.context_slices * self.in_chans
+            array = array[start : start + self.in_chans]
+        if self.normalization == "image":
+            array = np.asarray(array, dtype=np.float32)
+            low = array.min(axis=(1, 2), keepdims=True)
+            span = np.maximum(array.max(axis=(1, 2), keepdims=True) - low, 1e-6)
+            pixels = (array - low) / span * 255.0
+            return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 0)
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
         pixels = (np.asarray(array, dtype=np.float32) * std + mean) * 255.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,9 @@ from stroke.evaluation.metrics import (
 )
 from stroke.evaluation.operating_point import OperatingPoint, choose_threshold
 from stroke.evaluation.patient import AGGREGATIONS, aggregate_by_patient, has_patient_groups
+
+#: the aggregation learned from slice features (stroke/evaluation/attention.py)
+LEARNED_AGGREGATION = "attention"
 
 
 @dataclass
@@ -149,8 +152,14 @@ def evaluate_predictions(
     val: SplitPredictions | None,
     class_names: Sequence[str],
     config: EvaluationConfig | None = None,
+    learned: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """Everything metrics.json holds: image level, operating points, patient level."""
+    """Everything metrics.json holds: image level, operating points, patient level.
+
+    `learned`: patient predictions of a learned aggregation (`attention`,
+    stroke/evaluation/attention.py) for `val` and `test`, fitted by the caller, which has
+    the network.
+    """
     config = config or EvaluationConfig()
     class_names = list(class_names)
     if len(test) == 0:
@@ -194,11 +203,17 @@ def evaluate_predictions(
         )
         return result
     for how in config.patient_aggregations:
-        patients = aggregate_by_patient(test.patient_ids, test.targets, test.probs, how)
-        val_patients = None
-        if val_arrays is not None:
-            aggregated = aggregate_by_patient(val.patient_ids, val.targets, val.probs, how)
-            val_patients = (aggregated.targets, aggregated.probs)
+        if how == LEARNED_AGGREGATION:
+            if not learned or learned.get("test") is None:
+                continue  # fitted only where the network is at hand (stroke-train, stroke-eval)
+            patients, aggregated = learned["test"], learned.get("val")
+            val_patients = None if aggregated is None else (aggregated.targets, aggregated.probs)
+        else:
+            patients = aggregate_by_patient(test.patient_ids, test.targets, test.probs, how)
+            val_patients = None
+            if val_arrays is not None:
+                aggregated = aggregate_by_patient(val.patient_ids, val.targets, val.probs, how)
+                val_patients = (aggregated.targets, aggregated.probs)
         level = _score_level(
             patients.targets, patients.probs, class_names, None, config, val_patients
         )

@@ -11,11 +11,13 @@ import numpy as np
 from sklearn.metrics import classification_report
 
 from stroke.evaluation.evaluate import (
+    LEARNED_AGGREGATION,
     EvaluationConfig,
     SplitPredictions,
     chosen_thresholds,
     evaluate_predictions,
 )
+from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import (
     plot_confusion_matrix,
     plot_precision_recall,
@@ -48,6 +50,7 @@ def write_evaluation(
     class_names: Sequence[str],
     config: EvaluationConfig | None = None,
     context: Mapping[str, object] | None = None,
+    learned: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Evaluate and write every file of the evaluation directory; returns metrics.json's content.
 
@@ -57,7 +60,7 @@ def write_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     config = config or EvaluationConfig()
     class_names = list(class_names)
-    result = evaluate_predictions(test, val, class_names, config)
+    result = evaluate_predictions(test, val, class_names, config, learned)
     result["context"] = dict(context or {})
 
     for split in (val, test):
@@ -310,4 +313,16 @@ def evaluate_and_report(
 
     val = predict_split(net, datamodule, "val", device) if len(datamodule.datasets["val"]) else None
     test = predict_split(net, datamodule, "test", device)
-    return write_evaluation(out_dir, test, val, datamodule.class_names, config, context)
+    leakage = getattr(datamodule, "leakage_summary", lambda: None)()
+    if leakage:  # the report says what was found across the splits and what was done
+        context = {**(context or {}), "leakage": leakage}
+    config = config or EvaluationConfig()
+    learned = None
+    if LEARNED_AGGREGATION in config.patient_aggregations and has_patient_groups(test.patient_ids):
+        from stroke.evaluation.attention import learned_patient_predictions
+
+        if hasattr(net, "forward_head"):
+            learned = learned_patient_predictions(net, datamodule, val, test, device, config.seed)
+        else:  # e.g. an ensemble: no one feature space to pool
+            log.warning("patient aggregation 'attention' needs one network's features: skipped")
+    return write_evaluation(out_dir, test, val, datamodule.class_names, config, context, learned)

@@ -40,6 +40,8 @@ class LoadedClassifier:
     preprocessing: Preprocessing | None
     backbone: dict
     path: Path
+    #: the checkpoints of an ensemble (stroke/inference/ensemble.py); empty for one
+    members: tuple[Path, ...] = ()
 
     def check_matches(self, class_names: Sequence[str], in_chans: int, where: str) -> None:
         """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""

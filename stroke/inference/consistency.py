@@ -23,7 +23,15 @@ from stroke.errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: data.* keys that are part of a checkpoint's preprocessing record
-PREPROCESSING_KEYS = ("image_size", "in_chans", "mean", "std")
+PREPROCESSING_KEYS = (
+    "image_size",
+    "in_chans",
+    "mean",
+    "std",
+    "equalize",
+    "normalization",
+    "context_slices",
+)
 WINDOW_KEYS = ("data.source.window", "data.source.multi_window")
 
 
@@ -33,6 +41,12 @@ def describe(preprocessing: Preprocessing) -> str:
         f"{preprocessing.image_size} px, {preprocessing.in_chans} channel(s), "
         f"mean {list(preprocessing.mean)}, std {list(preprocessing.std)}"
     )
+    if preprocessing.equalize:
+        text += f", {preprocessing.equalize} equalisation"
+    if preprocessing.normalization != "fixed":
+        text += f", {preprocessing.normalization} normalisation"
+    if preprocessing.context_slices:
+        text += f", {preprocessing.context_slices} neighbouring slice(s) on each side"
     if preprocessing.dicom_windows:
         windows = [resolve_window(w) for w in preprocessing.dicom_windows]
         text += f", DICOM windows {describe_windows(windows)}"
@@ -77,6 +91,8 @@ def align_preprocessing(
 
 
 def _differs(current: object, value: object) -> bool:
+    if isinstance(value, str) or value is None or isinstance(current, str) or current is None:
+        return current != value
     as_list = lambda v: [float(x) for x in v] if isinstance(v, list | tuple) else [float(v)]  # noqa: E731
     try:
         a, b = as_list(current), as_list(value)

@@ -89,6 +89,10 @@ def preprocess_file(
     to reuse one across files).
     """
     image = (loader or preprocessing.file_loader())(path)
+    if preprocessing.context_slices:  # a lone slice: its own neighbours (a 1-slice volume)
+        from stroke.data.context import stack_channels
+
+        image = stack_channels([image] * (2 * preprocessing.context_slices + 1))
     return image, preprocessing.normalize(image)
 
 

@@ -1,8 +1,16 @@
-"""One factory for every backbone: the custom CNNs and any timm architecture, by name."""
+"""One factory for every backbone: the custom CNNs and any timm architecture, by name.
+
+Pretrained weights, offline: `pretrained=True` first looks in the weights directory
+(`STROKE_WEIGHTS_DIR`, else `<stroke home>/weights`) for a file named after the backbone,
+`<name>.safetensors` (or `.pth`, `.pt`, `.bin`; a timm tag such as
+`<name>.a1_in1k.safetensors` too), as `python -m stroke.models.prefetch <name>` writes it
+on a connected machine; only when there is none does timm download.
+"""
 
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 import timm
@@ -12,6 +20,32 @@ from stroke.errors import ConfigError
 from stroke.models import custom
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+#: environment variable naming the directory of pre-fetched weights
+WEIGHTS_DIR_ENV = "STROKE_WEIGHTS_DIR"
+
+
+def weights_dir() -> Path:
+    """Where pre-fetched weights are looked for: `STROKE_WEIGHTS_DIR`, else home/weights."""
+    from stroke.config import stroke_home
+
+    return Path(os.environ.get(WEIGHTS_DIR_ENV) or stroke_home() / "weights").expanduser()
+
+
+def find_local_weights(name: str, directory: Path | None = None) -> Path | None:
+    """The weights file of backbone `name` in the weights directory, or None.
+
+    `<name><suffix>` first, then a tagged file `<name>.<tag><suffix>` (the first by name).
+    """
+    directory = weights_dir() if directory is None else Path(directory)
+    if not directory.is_dir():
+        return None
+    for suffix in WEIGHT_SUFFIXES:
+        if (directory / f"{name}{suffix}").is_file():
+            return directory / f"{name}{suffix}"
+    tagged = sorted(
+        p for p in directory.glob(f"{name}.*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
+    )
+    return tagged[0] if tagged else None
 
 
 def list_backbones(pattern: str = "") -> list[str]:
@@ -57,6 +91,8 @@ def create_model(
             f"backbone {name!r} has no published weights to download; train it from scratch "
             "(model.backbone.pretrained=false) or give model.backbone.weights_path"
         )
+    elif pretrained and (local := find_local_weights(name)) is not None:
+        overlay = {"file": str(local)}
     try:
         return timm.create_model(
             name,
@@ -74,9 +110,10 @@ def create_model(
         hint = (
             "is it a state dict of this architecture?"
             if overlay
-            else "offline? download the weights on a connected machine (e.g. "
-            f"timm.create_model({name!r}, pretrained=True) then torch.save(model.state_dict(), "
-            "'w.pth')) and pass model.backbone.weights_path=/path/to/w.pth"
+            else f"offline? no {name}.safetensors in the weights directory {weights_dir()} "
+            f"({WEIGHTS_DIR_ENV}); fetch it on a connected machine with `python -m "
+            f"stroke.models.prefetch {name} --dir weights` and copy the folder there, or pass "
+            "model.backbone.weights_path=/path/to/file"
         )
         raise ConfigError(
             f"could not load pretrained weights for {name!r} from {source} "

@@ -9,6 +9,7 @@ not a stroke-train one, a run directory that cannot hold a checkpoint.
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,11 @@ from torch import nn
 
 from stroke.errors import CheckpointError, ConfigError, DatasetError
 from stroke.io import check_writable
+
+log = logging.getLogger(__name__)
+
+#: Fewer validation patients than this in a class make the best epoch partly luck.
+SMALL_VALIDATION_PATIENTS = 10
 
 # -- values against the signature they are passed to ---------------------------------------
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -137,6 +143,30 @@ def check_validation(datamodule, monitor: str | None, trainer_cfg: Mapping[str, 
         )
 
 
+def small_validation_warning(samples, class_names, monitor: str | None) -> str | None:
+    """A line when the validation split that picks the best checkpoint holds fewer than
+    SMALL_VALIDATION_PATIENTS patients of some class (None otherwise)."""
+    if not monitor or not str(monitor).startswith("val/"):
+        return None
+    patients: dict[str, set[str]] = {c: set() for c in class_names}
+    for s in samples:
+        if s.split == "val" and s.label in patients:
+            patients[s.label].add(s.patient_id)
+    if not any(patients.values()):
+        return None
+    thin = {c: len(p) for c, p in patients.items() if len(p) < SMALL_VALIDATION_PATIENTS}
+    if not thin:
+        return None
+    counts = ", ".join(f"{n} of class {c!r}" for c, n in thin.items())
+    return (
+        f"the validation split that picks the best checkpoint (monitor={monitor}) holds only "
+        f"{counts} (fewer than {SMALL_VALIDATION_PATIENTS} patients): the best epoch is "
+        "partly luck. Cross-validate (stroke-train -m data.fold=0,1,2,3,4), select on the "
+        "loss (monitor=val/loss monitor_mode=min) or average the weights "
+        "(weight_averaging=ema or swa); see docs/training.md#small-data"
+    )
+
+
 # -- resuming --------------------------------------------------------------------------------
 #: What Lightning needs in a checkpoint to continue training, beside the weights.
 RESUME_KEYS = ("state_dict", "optimizer_states", "loops", "epoch", "global_step")
@@ -208,5 +238,12 @@ def check_run(cfg, datamodule, model, checkpoint: dict | None = None) -> None:
     check_batches(datamodule, model, model_name(cfg.model))
     if cfg.get("train", True):
         check_validation(datamodule, cfg.get("monitor"), cfg.get("trainer") or {})
+        warning = small_validation_warning(
+            getattr(datamodule, "samples", []),
+            getattr(datamodule, "class_names", []),
+            cfg.get("monitor"),
+        )
+        if warning:
+            log.warning("data: %s", warning)
         check_resume_classes(checkpoint, cfg.get("ckpt_path"), datamodule.class_names)
     check_run_directory(Path(cfg.paths.output_dir), model)
