@@ -293,6 +293,8 @@ def test_a_segmentation_fold_sweep_in_stroke_runs_and_stroke_cv(phantom_dir, tmp
         assert float(row["test/dice"]) == metrics["test/dice"]
     summary = json.loads((sweep_dir / "cv_summary.json").read_text())
     assert "test/dice" in summary["groups"][0]["metrics"]
+    pooled = summary["groups"][0]["pooled_out_of_fold"]  # classifiers only: says why not
+    assert "no class probabilities" in pooled["skipped"]
 
 
 class BrightIsLesion:

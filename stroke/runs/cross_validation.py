@@ -90,6 +90,11 @@ def read_fold_predictions(run: FoldRun) -> tuple[list[str], np.ndarray, np.ndarr
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     columns = [f"prob_{c}" for c in run.classes]
+    if rows and not any(c in rows[0] for c in columns):
+        raise DatasetError(
+            f"{path} holds no class probabilities ({', '.join(columns)}): pooled out-of-fold "
+            "scores are computed for classifiers (a segmenter's folds are summarised per fold)"
+        )
     index = {c: i for i, c in enumerate(run.classes)}
     try:
         patients = [row["patient_id"] for row in rows]
@@ -111,7 +116,10 @@ def pooled_out_of_fold(members: list[FoldRun]) -> dict[str, Any]:
         return {"skipped": "the folds have different classes"}
     parts, missing = [], []
     for run in members:
-        part = read_fold_predictions(run)
+        try:
+            part = read_fold_predictions(run)
+        except DatasetError as err:  # e.g. a segmenter's per-slice table: no probabilities
+            return {"skipped": str(err)}
         if part is None:
             missing.append(str(run.run_dir))
         else:
