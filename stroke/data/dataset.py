@@ -36,9 +36,17 @@ class ImageClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def augment(self, seed: int | None, **targets: np.ndarray) -> dict[str, np.ndarray]:
+        """The transform applied to `targets` (image, and mask for segmenters), seeded when
+        the sampler gave a seed; the targets as they are without a transform."""
+        if self.transform is None:
+            return targets
+        if seed is not None:
+            seed_transform(self.transform, seed)
+        return self.transform(**targets)
+
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        # (index, augmentation seed) from EpochSampler: the same augmentation in every run
-        index, seed = index if isinstance(index, tuple) else (index, None)
+        index, seed = split_index(index)
         # the whole sample, not its path: slices of one volume share a path
         if self.neighbours is None:
             image = self.loader(self.samples[index])
@@ -46,8 +54,11 @@ class ImageClassificationDataset(Dataset):
             from stroke.data.context import stack_channels
 
             image = stack_channels([self.loader(self.samples[j]) for j in self.neighbours[index]])
-        if self.transform is not None:
-            if seed is not None:
-                seed_transform(self.transform, seed)
-            image = self.transform(image=image)["image"]
+        image = self.augment(seed, image=image)["image"]
         return self.preprocessing.to_tensor(image), self.targets[index]
+
+
+def split_index(index: int | tuple[int, int]) -> tuple[int, int | None]:
+    """(index, augmentation seed) from EpochSampler, or a plain index without a seed: the
+    seed makes an image's augmentation the same in every run and after a resume."""
+    return index if isinstance(index, tuple) else (index, None)

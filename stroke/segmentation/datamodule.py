@@ -16,10 +16,9 @@ import torch
 from tqdm import tqdm
 
 from stroke.data.datamodule import StrokeDataModule
-from stroke.data.dataset import ImageClassificationDataset
+from stroke.data.dataset import ImageClassificationDataset, split_index
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
-from stroke.data.sampling import seed_transform
 from stroke.segmentation.masks import ImageChannels, LesionMasks, MaskedLoader, split_channels
 
 
@@ -51,14 +50,10 @@ class LesionSegmentationDataset(ImageClassificationDataset):
         return image, self.tables[sample.label][raw]
 
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        # (index, augmentation seed) from EpochSampler, as for classification: resumable
-        index, seed = index if isinstance(index, tuple) else (index, None)
+        index, seed = split_index(index)
         image, mask = self.image_and_mask(index)
-        if self.transform is not None:
-            if seed is not None:
-                seed_transform(self.transform, seed)
-            moved = self.transform(image=image, mask=mask)
-            image, mask = moved["image"], moved["mask"]
+        moved = self.augment(seed, image=image, mask=mask)
+        image, mask = moved["image"], moved["mask"]
         mask_tensor = torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64))
         return self.preprocessing.to_tensor(image), mask_tensor, self.targets[index]
 
