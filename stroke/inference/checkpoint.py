@@ -102,6 +102,17 @@ def datamodule_record(checkpoint: dict) -> dict:
     return checkpoint.get(DATAMODULE_KEY) or checkpoint.get(SEGMENTATION_DATAMODULE_KEY) or {}
 
 
+def load_trained_weights(net: nn.Module, checkpoint: dict) -> nn.Module:
+    """The LightningModule's `net.` weights of a checkpoint into `net`, put in eval mode."""
+    weights = {
+        k.removeprefix("net."): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
+    }
+    net.load_state_dict(weights)
+    return net.eval()
+
+
 def load_classifier(path: str | Path) -> LoadedClassifier:
     """Rebuild the trained backbone of a stroke-train checkpoint, in eval mode on the CPU."""
     path = Path(path).expanduser()
@@ -115,13 +126,7 @@ def load_classifier(path: str | Path) -> LoadedClassifier:
     # the weights come from the checkpoint: never download or read pretrained ones again
     backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
     net = create_model(num_classes=hparams["num_classes"], in_chans=hparams["in_chans"], **backbone)
-    weights = {
-        k.removeprefix("net."): v
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith("net.")
-    }
-    net.load_state_dict(weights)
-    net.eval()
+    load_trained_weights(net, checkpoint)
     return LoadedClassifier(
         net=net,
         class_names=list(hparams["class_names"]),

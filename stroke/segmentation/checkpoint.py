@@ -17,6 +17,7 @@ from stroke.inference.checkpoint import (
     checkpoint_preprocessing,
     checkpoint_task,
     datamodule_record,
+    load_trained_weights,
     read_checkpoint,
 )
 from stroke.segmentation.masks import BACKGROUND
@@ -71,14 +72,7 @@ def load_segmenter(path: str | Path) -> LoadedSegmenter:
         raise ConfigError(f"ckpt_path={str(path)!r} is not a segmentation checkpoint")
     hparams = checkpoint["hyper_parameters"]
     # the weights come from the checkpoint: never download or read pretrained ones again
-    net = build_network(hparams, pretrained=False)
-    weights = {
-        k.removeprefix("net."): v
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith("net.")
-    }
-    net.load_state_dict(weights)
-    net.eval()
+    net = load_trained_weights(build_network(hparams, pretrained=False), checkpoint)
     joint = bool(hparams["joint"])
     return LoadedSegmenter(
         net=net,
