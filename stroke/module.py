@@ -143,13 +143,10 @@ class StrokeClassifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Epoch means of the training loss and accuracy, exact across DDP processes."""
-        strategy = self.trainer.strategy
-        sums = strategy.reduce(self.train_sums.clone(), reduce_op="sum")
-        seen = torch.tensor(float(self.train_seen), device=self.device)
-        seen = strategy.reduce(seen, reduce_op="sum")
-        if seen > 0:
-            self.log("train/loss", sums[0] / seen, prog_bar=True)
-            self.log("train/accuracy", sums[1] / seen)
+        means = training_epoch_means(self)
+        if means is not None:
+            self.log("train/loss", means[0], prog_bar=True)
+            self.log("train/accuracy", means[1])
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, probs, targets = self._step(batch)
@@ -238,6 +235,16 @@ class StrokeClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         return configure_optimizers(self)
+
+
+def training_epoch_means(module: L.LightningModule) -> torch.Tensor | None:
+    """`module.train_sums` (per-image values summed over the epoch's batches) divided by
+    `module.train_seen` images, both summed over DDP processes first; None before any image."""
+    strategy = module.trainer.strategy
+    sums = strategy.reduce(module.train_sums.clone(), reduce_op="sum")
+    seen = torch.tensor(float(module.train_seen), device=module.device)
+    seen = strategy.reduce(seen, reduce_op="sum")
+    return sums / seen if seen > 0 else None
 
 
 def configure_optimizers(module: L.LightningModule):

@@ -7,10 +7,9 @@ import logging
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from stroke.explain.gradcam import grad_cams, overlay
-from stroke.runs.tensorboard import log_figure
+from stroke.runs.tensorboard import image_epoch_loggers, log_figure
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +38,7 @@ class GradCamCallback(Callback):
         self._display: list[np.ndarray] = []
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self.num_images < 1:
-            return
-        if trainer.current_epoch % self.every_n_epochs:
-            return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        loggers = image_epoch_loggers(trainer, self.every_n_epochs, self.num_images)
         net = getattr(pl_module, "net", None)
         if not loggers or net is None or not self._pick_images(trainer):
             return

@@ -139,6 +139,18 @@ def _metric_rank(name: str) -> tuple[int, int, str]:
     return order, name.count("/"), name
 
 
+def image_epoch_loggers(trainer, every_n_epochs: int, num_images: int) -> list:
+    """The TensorBoard loggers an image callback draws to at this validation epoch's end;
+    none in the sanity check, off rank zero, between its epochs, or with nothing to show."""
+    if trainer.sanity_checking or not trainer.is_global_zero or num_images < 1:
+        return []
+    if trainer.current_epoch % every_n_epochs:
+        return []
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
 def log_figure(loggers, tag: str, figure, step: int) -> None:
     """A matplotlib figure to each TensorBoard logger at `step`, then closed (no leak)."""
     import matplotlib.pyplot as plt

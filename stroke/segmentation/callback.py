@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from stroke.runs.tensorboard import log_figure
+from stroke.runs.tensorboard import image_epoch_loggers, log_figure
 
 #: Validation slices looked at when picking the ones to show.
 _SCANNED = 1000
@@ -32,11 +31,7 @@ class LesionOutlineCallback(Callback):
         self._display: list[np.ndarray] = []
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self.num_images < 1:
-            return
-        if trainer.current_epoch % self.every_n_epochs:
-            return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        loggers = image_epoch_loggers(trainer, self.every_n_epochs, self.num_images)
         if not loggers or not self._pick_images(trainer):
             return
         was_training = pl_module.training

@@ -16,7 +16,7 @@ from torchmetrics import MaxMetric, MinMetric
 
 from stroke.errors import ConfigError
 from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
-from stroke.module import configure_optimizers, plain_values
+from stroke.module import configure_optimizers, plain_values, training_epoch_means
 from stroke.segmentation.masks import BACKGROUND
 from stroke.segmentation.metrics import flatten_segmentation, segmentation_metrics
 from stroke.segmentation.networks import create_segmentation_network
@@ -172,11 +172,9 @@ class StrokeSegmenter(L.LightningModule):
         self.train_seen = 0
 
     def on_train_epoch_end(self) -> None:
-        strategy = self.trainer.strategy
-        total = strategy.reduce(self.train_sums.clone(), reduce_op="sum")
-        seen = strategy.reduce(torch.tensor(float(self.train_seen), device=self.device), "sum")
-        if seen > 0:
-            self.log("train/loss", total[0] / seen, prog_bar=True)
+        means = training_epoch_means(self)
+        if means is not None:
+            self.log("train/loss", means[0], prog_bar=True)
 
     def _evaluate_batch(self, batch, split: str) -> None:
         loss, mask_logits, class_logits, masks, labels = self._step(batch)
