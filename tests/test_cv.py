@@ -160,3 +160,15 @@ def test_pooled_out_of_fold_says_why_it_is_missing(tmp_path):
     doc = json.loads(write_cv_summary(tmp_path).read_text())
     assert "no eval/predictions_test.csv in" in doc["groups"][0]["pooled_out_of_fold"]["skipped"]
     assert "Pooled out-of-fold predictions: not computed" in (tmp_path / SUMMARY_MD).read_text()
+
+
+def test_a_classifier_fold_table_with_other_classes_is_an_error_naming_the_file(tmp_path):
+    from stroke.errors import DatasetError
+
+    for fold in range(2):
+        fake_run(tmp_path / str(fold), fold, {"test/roc_auc": 0.8}, [])
+        fake_predictions(tmp_path / str(fold), [f"p{fold}"], ["a"], [0.2])
+    table = tmp_path / "1" / "eval" / "predictions_test.csv"
+    table.write_text(table.read_text().replace("prob_b", "prob_c"))
+    with pytest.raises(DatasetError, match=r"1/eval/predictions_test.csv: expected columns"):
+        write_cv_summary(tmp_path)

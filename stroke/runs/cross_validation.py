@@ -81,6 +81,10 @@ def read_fold_run(run_dir: Path) -> FoldRun:
     return FoldRun(run_dir, fold, folds, group, metrics, classes, eval_dir)
 
 
+class NoClassProbabilities(DatasetError):
+    """A fold's prediction table without class probabilities (a segmentation run's)."""
+
+
 def read_fold_predictions(run: FoldRun) -> tuple[list[str], np.ndarray, np.ndarray] | None:
     """(patient ids, class indices, N x K probabilities) of a fold's test split, or None
     when the run wrote no predictions (e.g. `evaluation=null`)."""
@@ -91,7 +95,7 @@ def read_fold_predictions(run: FoldRun) -> tuple[list[str], np.ndarray, np.ndarr
         rows = list(csv.DictReader(fh))
     columns = [f"prob_{c}" for c in run.classes]
     if rows and not any(c in rows[0] for c in columns):
-        raise DatasetError(
+        raise NoClassProbabilities(
             f"{path} holds no class probabilities ({', '.join(columns)}): pooled out-of-fold "
             "scores are computed for classifiers (a segmenter's folds are summarised per fold)"
         )
@@ -118,7 +122,7 @@ def pooled_out_of_fold(members: list[FoldRun]) -> dict[str, Any]:
     for run in members:
         try:
             part = read_fold_predictions(run)
-        except DatasetError as err:  # e.g. a segmenter's per-slice table: no probabilities
+        except NoClassProbabilities as err:  # a segmenter's per-slice table
             return {"skipped": str(err)}
         if part is None:
             missing.append(str(run.run_dir))
