@@ -22,19 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import free_port, latest_checkpoint, start_server  # noqa: E402
 
 from stroke.config import stroke_home  # noqa: E402
+from stroke.serve.browser import launch_chromium  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def phantom_slices() -> list[Path]:
@@ -63,7 +53,7 @@ def main() -> None:
         shot = None
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = launch_chromium(playwright)
                 page = browser.new_page(viewport={"width": 1280, "height": 850})
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.wait_for_selector("body[data-ready=true]")

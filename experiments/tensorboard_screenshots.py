@@ -26,18 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-# headless, and nothing that reaches outside this machine
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1400, "height": 700}
 # TensorBoard's own saved settings: a runs list wide enough for the names, no settings pane
 TENSORBOARD_SETTINGS = {"sideBarWidthInPercent": 36, "timeSeriesSettingsPaneOpened": False}
@@ -140,9 +128,11 @@ def take_screenshots(url: str, images: Path, first_swept_column: str) -> None:
     """The runs list with the loss curves, and the HPARAMS table."""
     from playwright.sync_api import sync_playwright
 
+    from stroke.serve.browser import launch_chromium
+
     images.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport=VIEWPORT)
         settings = json.dumps(TENSORBOARD_SETTINGS)
         page.add_init_script(f"localStorage.setItem('_tb_global_settings', '{settings}')")

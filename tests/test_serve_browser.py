@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,27 +25,12 @@ import pytest
 from dicom_factory import ct_dataset, head_slice_hu, save
 from PIL import Image
 
+from stroke.serve.browser import CHROMIUM_ARGS, find_chromium
+
 pytestmark = pytest.mark.slow
 
 TOKEN = "browser-test-token-0123"
 XSS_NAME = "<img src=x onerror=alert(1)>.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def find_chromium() -> str | None:
-    """The system's Chromium: $STROKE_CHROMIUM, Debian's /usr/bin/chromium, or on the PATH."""
-    candidates = [os.environ.get("STROKE_CHROMIUM"), "/usr/bin/chromium"]
-    candidates += [shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")]
-    return next((c for c in candidates if c and Path(c).is_file()), None)
 
 
 def free_port() -> int:
