@@ -16,7 +16,8 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from stroke.errors import ConfigError, StrokeError
+from stroke.data.images import letterbox
+from stroke.errors import ConfigError, DatasetError, StrokeError
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class CheckpointSegmenter:
     """
 
     def __init__(self, loaded, device: str = "cpu") -> None:
-        from stroke.segmentation.predict import TorchSegmentationBackend
+        # the segmentation package (and smp) only when a segmenter is served
+        from stroke.segmentation.predict import TorchSegmentationBackend, predict_masks
 
         if loaded.preprocessing is None:
             raise ConfigError(
@@ -88,15 +90,12 @@ class CheckpointSegmenter:
         self.lesion_classes = list(loaded.lesion_classes)
         self.preprocessing = loaded.preprocessing
         self.backend = TorchSegmentationBackend(loaded.net, device)
+        self._predict_masks = predict_masks
 
     def segment(self, path: Path) -> LesionMask:
         """The lesion mask of the file in `path`, as `stroke-predict` computes it."""
-        from stroke.data.images import letterbox
-        from stroke.errors import DatasetError
-        from stroke.segmentation.predict import predict_masks
-
         [result] = next(
-            predict_masks([Path(path)], self.preprocessing, self.backend, 1, progress=False)
+            self._predict_masks([Path(path)], self.preprocessing, self.backend, 1, progress=False)
         )
         if result.error:
             raise DatasetError(f"the segmenter cannot read this file: {result.error}")
