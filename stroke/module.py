@@ -50,6 +50,7 @@ class StrokeClassifier(L.LightningModule):
         monitor: str = "val/f1",
         monitor_mode: str = "max",
         tta: bool = False,
+        mixup: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         backbone = plain_values(backbone)
@@ -72,6 +73,7 @@ class StrokeClassifier(L.LightningModule):
                 "monitor": monitor,
                 "monitor_mode": monitor_mode,
                 "tta": bool(tta),
+                "mixup": plain_values(mixup),
             }
         )
         self.class_names = class_names
@@ -80,6 +82,7 @@ class StrokeClassifier(L.LightningModule):
             weight=self._class_weights(class_weighting, class_counts, num_classes),
             label_smoothing=label_smoothing,
         )
+        self.mixup = build_mixup(plain_values(mixup), num_classes)
         self.val_metrics = epoch_metrics(num_classes)
         self.test_metrics = epoch_metrics(num_classes)
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
@@ -131,7 +134,13 @@ class StrokeClassifier(L.LightningModule):
         return loss, logits.float().softmax(dim=1), targets
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss, probs, targets = self._step(batch)
+        images, targets = batch
+        if self.mixup is not None and len(images) % 2 == 0:  # timm mixes pairs: even batches
+            mixed, soft_targets = self.mixup(images.clone(), targets)
+            logits = self(mixed)
+            loss, probs = self.criterion(logits, soft_targets), logits.detach().softmax(dim=1)
+        else:
+            loss, probs, targets = self._step(batch)
         correct = (probs.argmax(1) == targets).sum()
         self.train_sums += torch.stack((loss.detach().float() * len(targets), correct.float()))
         self.train_seen += len(targets)
@@ -235,6 +244,45 @@ class StrokeClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         return configure_optimizers(self)
+
+
+def build_mixup(options: Mapping[str, Any] | None, num_classes: int):
+    """timm's Mixup/CutMix from `model.mixup`, or None when both alphas are 0.
+
+    The mixed labels are one-hot mixtures; `model.label_smoothing` is applied to them by
+    the loss as to plain labels. Its random draws come from NumPy's global generator, which
+    checkpoints save, so a resumed run mixes as the uninterrupted one would.
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - {"mixup_alpha", "cutmix_alpha", "prob", "switch_prob"})
+    if unknown:
+        raise ConfigError(
+            f"unknown key model.mixup.{unknown[0]}: expected mixup_alpha, cutmix_alpha, "
+            "prob, switch_prob"
+        )
+    for key in ("mixup_alpha", "cutmix_alpha", "prob", "switch_prob"):
+        value = options.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            raise ConfigError(f"model.mixup.{key}={value!r}: expected a number >= 0")
+    for key in ("prob", "switch_prob"):
+        if options.get(key) is not None and options[key] > 1:
+            raise ConfigError(
+                f"model.mixup.{key}={options[key]!r}: expected a probability in [0, 1]"
+            )
+    if not (options.get("mixup_alpha") or options.get("cutmix_alpha")):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(
+        mixup_alpha=float(options.get("mixup_alpha") or 0.0),
+        cutmix_alpha=float(options.get("cutmix_alpha") or 0.0),
+        prob=float(options.get("prob", 1.0)),
+        switch_prob=float(options.get("switch_prob", 0.5)),
+        label_smoothing=0.0,
+        num_classes=num_classes,
+    )
 
 
 def training_epoch_means(module: L.LightningModule) -> torch.Tensor | None:

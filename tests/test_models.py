@@ -41,6 +41,32 @@ def test_cnn_small_matches_the_published_shape_at_150px():
     assert model.head.hidden.in_features == 2048 and model.head.hidden.out_features == 256
 
 
+def test_max_pooled_head_finds_a_lesion_wherever_it_lies():
+    # head_pool=max: a small bright spot moved across the image (by whole strides of the
+    # network, 32 px, and away from the border its receptive field would reach) gives the
+    # same logits; the published 4x4 average head does not
+    def spot_at(row, col):
+        image = torch.zeros(1, 1, 256, 256)
+        image[..., row : row + 6, col : col + 6] = 1.0
+        return image
+
+    torch.manual_seed(0)
+    pooled = create_model("cnn_small", num_classes=2, head_pool="max", head_pool_size=1).eval()
+    torch.manual_seed(0)
+    published = create_model("cnn_small", num_classes=2).eval()
+    with torch.no_grad():
+        a, b = spot_at(96, 96), spot_at(128, 160)
+        torch.testing.assert_close(pooled(a), pooled(b))
+        assert not torch.allclose(published(a), published(b))
+        assert not torch.allclose(pooled(a), pooled(torch.zeros(1, 1, 256, 256)))
+    assert pooled.head.hidden.in_features == 128
+
+
+def test_unknown_head_pooling_is_named():
+    with pytest.raises(ConfigError, match=r"head_pool='mean'.*avg, max"):
+        create_model("cnn_small", num_classes=2, head_pool="mean")
+
+
 def test_any_timm_architecture_by_name():
     model = create_model("mobilenetv3_small_050", num_classes=2, in_chans=1)
     assert model(torch.randn(1, 1, 64, 64)).shape == (1, 2)

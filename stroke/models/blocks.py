@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
 
@@ -32,8 +33,17 @@ class ConvBlock(nn.Sequential):
             self.add_module(name, layer)
 
 
+#: the head poolings of the custom CNNs (timm's SelectAdaptivePool2d types)
+POOL_TYPES = ("avg", "max", "avgmax", "catavgmax")
+
+
 class ClassifierHead(nn.Module):
-    """Pooled features -> hidden dense layer -> dropout -> class logits."""
+    """Pooled features -> hidden dense layer -> dropout -> class logits.
+
+    `pool` is timm's pool type: "avg" (the published heads), "max" (a small bright lesion
+    anywhere in the image drives the feature), "avgmax" or "catavgmax" (both, summed or
+    side by side); `pool_size` > 1 keeps a coarse grid of positions before the dense layer.
+    """
 
     def __init__(
         self,
@@ -42,16 +52,24 @@ class ClassifierHead(nn.Module):
         num_classes: int,
         *,
         pool_size: int = 1,
+        pool: str = "avg",
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
-        self.flatten = nn.Flatten(1)
-        self.hidden = nn.Linear(in_features * pool_size * pool_size, hidden)
+        if pool not in POOL_TYPES:
+            from stroke.errors import ConfigError
+
+            raise ConfigError(
+                f"model.backbone.head_pool={pool!r} is not a head pooling: "
+                f"expected one of {', '.join(POOL_TYPES)}"
+            )
+        self.pool = SelectAdaptivePool2d(pool_size, pool_type=pool, flatten=True)
+        in_features *= self.pool.feat_mult() * pool_size * pool_size
+        self.hidden = nn.Linear(in_features, hidden)
         self.act = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(hidden, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x, pre_logits: bool = False):
-        x = self.drop(self.act(self.hidden(self.flatten(self.pool(x)))))
+        x = self.drop(self.act(self.hidden(self.pool(x))))
         return x if pre_logits else self.fc(x)

@@ -25,6 +25,7 @@ class StrokeCNN(nn.Module):
         block_drop_rate: float = 0.0,
         drop_rate: float = 0.0,
         head_pool_size: int = 1,
+        head_pool: str = "avg",
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -36,7 +37,7 @@ class StrokeCNN(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.head_in_features = prev
         self.head = ClassifierHead(
-            prev, hidden, num_classes, pool_size=head_pool_size, drop_rate=drop_rate
+            prev, hidden, num_classes, pool_size=head_pool_size, pool=head_pool, drop_rate=drop_rate
         )
         self.feature_info = [
             dict(num_chs=c, reduction=2 ** (i + 1), module=f"features.{i}")
