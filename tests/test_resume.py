@@ -123,3 +123,24 @@ def test_a_crash_after_a_step_checkpoint_resumes_mid_epoch_exactly(
 
     train(compose_train([*overrides, f"ckpt_path={last}"], tmp_path))
     assert_same_run(tmp_path, uninterrupted)
+
+
+def test_a_mixup_run_interrupted_mid_epoch_resumes_mixing_as_it_would_have(
+    phantom_dir, uninterrupted, tmp_path
+):
+    """timm's Mixup draws from NumPy's global generator, which checkpoints carry."""
+    overrides = [*RESUMABLE, f"data.root={phantom_dir}", "model.mixup.mixup_alpha=0.4",
+                 "model.mixup.cutmix_alpha=1.0"]  # fmt: skip
+    reference = tmp_path / "uninterrupted"
+    train(compose_train(overrides, reference))
+    mixed, plain = weights(reference), weights(uninterrupted)
+    assert not all(torch.equal(mixed[k], plain[k]) for k in plain)  # it did mix
+    stop = ["+callbacks.fault._target_=faults.SignalAt", "+callbacks.fault.epoch=1",
+            "+callbacks.fault.batch=1"]  # fmt: skip
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(RunInterrupted):
+        train(compose_train([*overrides, *stop], run_dir))
+    train(
+        compose_train([*overrides, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], run_dir)
+    )
+    assert_same_run(run_dir, reference)
