@@ -83,3 +83,30 @@ def test_prefetch_writes_what_the_lookup_reads(tmp_path, monkeypatch):
     net = create_model(NAME, num_classes=5, in_chans=3, pretrained=True)
     assert torch.all(next(iter(net.parameters())) == 0.125)
     assert prefetch.main(["cnn_small", "--dir", str(tmp_path)]) == 2  # no published weights
+
+
+def test_a_stroke_train_checkpoint_starts_a_new_run(trained_run):
+    # fine-tuning from an earlier run (the phantom, another hospital's data): its trained
+    # network, every layer but the classifier, which is fresh for the new classes
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    trained = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert trained["net.fc.weight"].shape[0] == 3  # the phantom's three classes
+    net = create_model("resnet10t", num_classes=2, in_chans=1, weights_path=ckpt)
+    for key, value in net.state_dict().items():
+        if key.startswith("fc."):
+            assert value.shape[0] == 2
+        else:
+            assert torch.equal(value, trained[f"net.{key}"]), key
+    # three channels from a one-channel run: timm spreads the first convolution over them
+    rgb = create_model("resnet10t", num_classes=2, in_chans=3, weights_path=ckpt)
+    stem = trained["net.conv1.0.weight"]
+    assert rgb.state_dict()["conv1.0.weight"].shape[1] == 3
+    torch.testing.assert_close(rgb.state_dict()["conv1.0.weight"].sum(1, keepdim=True), stem)
+
+
+def test_a_checkpoint_of_another_backbone_is_refused(trained_run):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    with pytest.raises(
+        ConfigError, match=r"trained backbone 'resnet10t', not model\.backbone\.name='cnn_small'"
+    ):
+        create_model("cnn_small", num_classes=2, weights_path=ckpt)

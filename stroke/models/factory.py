@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import tempfile
 from pathlib import Path
 
 import timm
@@ -20,6 +21,8 @@ from stroke.errors import ConfigError
 from stroke.models import custom
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+#: a stroke-train checkpoint given as weights_path: its trained network starts the new run
+CHECKPOINT_SUFFIX = ".ckpt"
 #: environment variable naming the directory of pre-fetched weights
 WEIGHTS_DIR_ENV = "STROKE_WEIGHTS_DIR"
 
@@ -46,6 +49,40 @@ def find_local_weights(name: str, directory: Path | None = None) -> Path | None:
         p for p in directory.glob(f"{name}.*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
     )
     return tagged[0] if tagged else None
+
+
+def checkpoint_net_weights(path: Path, name: str, out_dir: Path) -> tuple[Path, int]:
+    """The trained network of stroke-train checkpoint `path` as a safetensors file in
+    `out_dir`, and the channels it was trained on, for timm to load like any weights file
+    (it spreads the first convolution over another number of channels and leaves out a
+    classifier of another size). The checkpoint must have trained backbone `name`: fine-tuning one
+    architecture from another's weights is refused.
+    """
+    from safetensors.torch import save_file
+
+    from stroke.inference.checkpoint import checkpoint_task, read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    where = f"model.backbone.weights_path={str(path)!r}"
+    if checkpoint_task(checkpoint) != "classification":
+        raise ConfigError(
+            f"{where} is a {checkpoint_task(checkpoint)} checkpoint; a classifier starts "
+            "from a classifier's checkpoint (or a weights file)"
+        )
+    trained = (checkpoint["hyper_parameters"].get("backbone") or {}).get("name")
+    if trained != name:
+        raise ConfigError(
+            f"{where} trained backbone {trained!r}, not model.backbone.name={name!r}: "
+            f"set model.backbone.name={trained} (and its other keys) to fine-tune it"
+        )
+    weights = {
+        k.removeprefix("net."): v.contiguous()
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith("net.")
+    }
+    out = Path(out_dir) / f"{name}.safetensors"
+    save_file(weights, str(out))
+    return out, int(checkpoint["hyper_parameters"].get("in_chans", 1))
 
 
 def list_backbones(pattern: str = "") -> list[str]:
@@ -82,8 +119,17 @@ def create_model(
         if not path.is_file():
             raise ConfigError(
                 f"model.backbone.weights_path={str(weights_path)!r} does not exist "
-                f"(expected a weights file: {', '.join(WEIGHT_SUFFIXES)})"
+                f"(expected a weights file: {', '.join(WEIGHT_SUFFIXES)}, or a stroke-train "
+                f"{CHECKPOINT_SUFFIX} checkpoint)"
             )
+        if path.suffix == CHECKPOINT_SUFFIX:
+            with tempfile.TemporaryDirectory(prefix="stroke-weights-") as tmp:
+                weights, trained_chans = checkpoint_net_weights(path, name, Path(tmp))
+                overlay = {"file": str(weights), "input_size": (trained_chans, 224, 224)}
+                return _create(
+                    name, num_classes, in_chans, drop_rate, kwargs, overlay, True,
+                    source=f"checkpoint {path}",
+                )  # fmt: skip
         overlay = {"file": str(path)}
         pretrained = True
     elif pretrained and name in custom.CUSTOM_MODELS:
@@ -93,6 +139,20 @@ def create_model(
         )
     elif pretrained and (local := find_local_weights(name)) is not None:
         overlay = {"file": str(local)}
+    return _create(name, num_classes, in_chans, drop_rate, kwargs, overlay, pretrained)
+
+
+def _create(
+    name: str,
+    num_classes: int,
+    in_chans: int,
+    drop_rate: float,
+    kwargs: dict,
+    overlay: dict | None,
+    pretrained: bool,
+    source: str | None = None,
+) -> nn.Module:
+    """timm.create_model; a failure to load weights is one line naming where they came from."""
     try:
         return timm.create_model(
             name,
@@ -103,12 +163,12 @@ def create_model(
             drop_rate=drop_rate,
             **kwargs,
         )
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
+    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError) as err:
         if not pretrained:
             raise
-        source = f"file {overlay['file']}" if overlay else "timm's hub download"
+        source = source or (f"file {overlay['file']}" if overlay else "timm's hub download")
         hint = (
-            "is it a state dict of this architecture?"
+            "is it a state dict of this architecture, with the same model.backbone keys?"
             if overlay
             else f"offline? no {name}.safetensors in the weights directory {weights_dir()} "
             f"({WEIGHTS_DIR_ENV}); fetch it on a connected machine with `python -m "
