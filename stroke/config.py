@@ -70,6 +70,12 @@ def _config_subdir(runs_dir: str, task: str, ckpt_path: str | None, now: str) ->
     return config_subdir_resolver(runs_dir, task, ckpt_path, now)
 
 
+def _newest_checkpoint(log_dir: str, task: str) -> str:
+    from stroke.runs.collect import newest_checkpoint  # imported on use, as above
+
+    return str(newest_checkpoint(log_dir, task))
+
+
 def register_resolvers() -> None:
     """Make the configs' resolvers known to OmegaConf.
 
@@ -77,7 +83,8 @@ def register_resolvers() -> None:
     support it, else fp32), `${stroke_run_name:}` (loggers list a run by the overrides
     that set it apart from the others of its sweep), and `${stroke_run_dir:...}` /
     `${stroke_config_subdir:...}` (a resumed run continues in its own directory,
-    stroke/runs/resume.py).
+    stroke/runs/resume.py), and `${stroke_newest_checkpoint:<log dir>,<task>}` (the last
+    checkpoint of the newest finished run of a preset, for a preset that fine-tunes it).
     """
     resolvers = {
         "stroke_home": lambda: str(stroke_home()),
@@ -85,6 +92,7 @@ def register_resolvers() -> None:
         "stroke_run_name": _run_name,
         "stroke_run_dir": _run_dir,
         "stroke_config_subdir": _config_subdir,
+        "stroke_newest_checkpoint": _newest_checkpoint,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):

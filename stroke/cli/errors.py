@@ -198,7 +198,12 @@ def _omegaconf(exc: BaseException) -> Failure | None:
             f"give it on the command line: {key}=...",
         )
     if isinstance(exc, OmegaConfBaseException):
-        return Failure(EXIT_CONFIG, f"config: {_omegaconf_text(exc)}")
+        # a resolver of ours that refused (e.g. stroke_newest_checkpoint): its own line
+        # (OmegaConf re-raises it as the context of its own error, not as the cause)
+        inner, seen = None, exc
+        while inner is None and (seen := seen.__cause__ or seen.__context__) is not None:
+            inner = _stroke(seen)
+        return inner or Failure(EXIT_CONFIG, f"config: {_omegaconf_text(exc)}")
     return None
 
 

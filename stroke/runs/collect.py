@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from stroke.errors import ConfigError
 from stroke.runs.record import FAILED, FINISHED, INTERRUPTED, RUNNING, read_status
 
 #: Files that make a folder a run directory.
@@ -172,3 +173,24 @@ def swept_keys(runs: Sequence[RunRecord]) -> list[str]:
     for run in runs:
         keys.update(dict.fromkeys(run.overrides))
     return [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]
+
+
+def newest_checkpoint(log_dir: str | Path, task: str) -> Path:
+    """`checkpoints/last.ckpt` of the newest finished run of preset `task` under `log_dir`
+    (`outputs/<task>/runs/...` and its multiruns): how one preset starts from the network
+    another trained (`${stroke_newest_checkpoint:${paths.log_dir},<task>}` in a config).
+    """
+    task_dir = Path(log_dir) / task
+    finished = []
+    if task_dir.is_dir():
+        for run_dir in find_run_dirs(task_dir):
+            ckpt = run_dir / "checkpoints" / "last.ckpt"
+            if ckpt.is_file() and read_run(run_dir).status == FINISHED:
+                finished.append((ckpt.stat().st_mtime, str(ckpt)))
+    if not finished:
+        raise ConfigError(
+            f"model.backbone.weights_path: no finished run of experiment={task} under "
+            f"{task_dir} to start from; run `stroke-train experiment={task}` first, or give "
+            "model.backbone.weights_path=<a .ckpt or weights file> (null: train from scratch)"
+        )
+    return Path(max(finished)[1])
