@@ -10,6 +10,7 @@ on a connected machine; only when there is none does timm download.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ from torch import nn
 
 from stroke.errors import ConfigError
 from stroke.models import custom
+
+log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 #: a stroke-train checkpoint given as weights_path: its trained network starts the new run
@@ -125,6 +128,7 @@ def create_model(
         if path.suffix == CHECKPOINT_SUFFIX:
             with tempfile.TemporaryDirectory(prefix="stroke-weights-") as tmp:
                 weights, trained_chans = checkpoint_net_weights(path, name, Path(tmp))
+                log.info("%s starts from the network trained in %s", name, path)
                 overlay = {"file": str(weights), "input_size": (trained_chans, 224, 224)}
                 return _create(
                     name, num_classes, in_chans, drop_rate, kwargs, overlay, True,
