@@ -246,6 +246,10 @@ class StrokeClassifier(L.LightningModule):
         return configure_optimizers(self)
 
 
+#: the keys of `model.mixup`, timm's Mixup arguments of the same names
+MIXUP_KEYS = ("mixup_alpha", "cutmix_alpha", "prob", "switch_prob")
+
+
 def build_mixup(options: Mapping[str, Any] | None, num_classes: int):
     """timm's Mixup/CutMix from `model.mixup`, or None when both alphas are 0.
 
@@ -254,13 +258,10 @@ def build_mixup(options: Mapping[str, Any] | None, num_classes: int):
     checkpoints save, so a resumed run mixes as the uninterrupted one would.
     """
     options = dict(options or {})
-    unknown = sorted(set(options) - {"mixup_alpha", "cutmix_alpha", "prob", "switch_prob"})
+    unknown = sorted(set(options) - set(MIXUP_KEYS))
     if unknown:
-        raise ConfigError(
-            f"unknown key model.mixup.{unknown[0]}: expected mixup_alpha, cutmix_alpha, "
-            "prob, switch_prob"
-        )
-    for key in ("mixup_alpha", "cutmix_alpha", "prob", "switch_prob"):
+        raise ConfigError(f"unknown key model.mixup.{unknown[0]}: expected {', '.join(MIXUP_KEYS)}")
+    for key in MIXUP_KEYS:
         value = options.get(key)
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0

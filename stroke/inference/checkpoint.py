@@ -102,14 +102,18 @@ def datamodule_record(checkpoint: dict) -> dict:
     return checkpoint.get(DATAMODULE_KEY) or checkpoint.get(SEGMENTATION_DATAMODULE_KEY) or {}
 
 
-def load_trained_weights(net: nn.Module, checkpoint: dict) -> nn.Module:
-    """The LightningModule's `net.` weights of a checkpoint into `net`, put in eval mode."""
-    weights = {
+def trained_net_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The state dict of the LightningModule's `net` in a checkpoint, without the prefix."""
+    return {
         k.removeprefix("net."): v
         for k, v in checkpoint["state_dict"].items()
         if k.startswith("net.")
     }
-    net.load_state_dict(weights)
+
+
+def load_trained_weights(net: nn.Module, checkpoint: dict) -> nn.Module:
+    """The LightningModule's `net.` weights of a checkpoint into `net`, put in eval mode."""
+    net.load_state_dict(trained_net_state(checkpoint))
     return net.eval()
 
 

@@ -58,12 +58,12 @@ def checkpoint_net_weights(path: Path, name: str, out_dir: Path) -> tuple[Path, 
     """The trained network of stroke-train checkpoint `path` as a safetensors file in
     `out_dir`, and the channels it was trained on, for timm to load like any weights file
     (it spreads the first convolution over another number of channels and leaves out a
-    classifier of another size). The checkpoint must have trained backbone `name`: fine-tuning one
-    architecture from another's weights is refused.
+    classifier of another size). The checkpoint must have trained backbone `name`:
+    fine-tuning one architecture from another's weights is refused.
     """
     from safetensors.torch import save_file
 
-    from stroke.inference.checkpoint import checkpoint_task, read_checkpoint
+    from stroke.inference.checkpoint import checkpoint_task, read_checkpoint, trained_net_state
 
     checkpoint = read_checkpoint(path)
     where = f"model.backbone.weights_path={str(path)!r}"
@@ -78,11 +78,7 @@ def checkpoint_net_weights(path: Path, name: str, out_dir: Path) -> tuple[Path, 
             f"{where} trained backbone {trained!r}, not model.backbone.name={name!r}: "
             f"set model.backbone.name={trained} (and its other keys) to fine-tune it"
         )
-    weights = {
-        k.removeprefix("net."): v.contiguous()
-        for k, v in checkpoint["state_dict"].items()
-        if k.startswith("net.")
-    }
+    weights = {k: v.contiguous() for k, v in trained_net_state(checkpoint).items()}
     out = Path(out_dir) / f"{name}.safetensors"
     save_file(weights, str(out))
     return out, int(checkpoint["hyper_parameters"].get("in_chans", 1))
@@ -129,6 +125,7 @@ def create_model(
             with tempfile.TemporaryDirectory(prefix="stroke-weights-") as tmp:
                 weights, trained_chans = checkpoint_net_weights(path, name, Path(tmp))
                 log.info("%s starts from the network trained in %s", name, path)
+                # timm reads the file's channels from input_size[0]; the size is not used
                 overlay = {"file": str(weights), "input_size": (trained_chans, 224, 224)}
                 return _create(
                     name, num_classes, in_chans, drop_rate, kwargs, overlay, True,
