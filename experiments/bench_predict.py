@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from stroke.checkpoint import RECORD_KEY, CheckpointRecord
 from stroke.cli.export import export_checkpoint
 from stroke.cli.predict import run_prediction
 from stroke.config import source_checkout
-from stroke.inference.checkpoint import DATAMODULE_KEY, load_classifier
 from stroke.inference.predictor import OnnxBackend, TorchBackend, predict_files, resolve_inputs
-from stroke.module import StrokeClassifier
+from stroke.tasks.classification.checkpoint import load_classifier
+from stroke.tasks.classification.module import StrokeClassifier
 
 DEFAULTS = {
     "inputs": str(source_checkout().parent / "shared" / "datasets" / "head_ct" / "images"),
@@ -51,13 +52,16 @@ def untrained_checkpoint(name: str, image_size: int, in_chans: int, folder: Path
         {
             "state_dict": module.state_dict(),
             "hyper_parameters": dict(module.hparams),
-            DATAMODULE_KEY: {
-                "image_size": image_size,
-                "in_chans": in_chans,
-                "mean": [0.5] * in_chans,
-                "std": [0.25] * in_chans,
-                "class_names": classes,
-            },
+            RECORD_KEY: CheckpointRecord(
+                task="classification",
+                class_names=classes,
+                preprocessing={
+                    "image_size": image_size,
+                    "in_chans": in_chans,
+                    "mean": [0.5] * in_chans,
+                    "std": [0.25] * in_chans,
+                },
+            ).to_dict(),
         },
         path,
     )

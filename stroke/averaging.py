@@ -43,6 +43,9 @@ class _TestsTheAverage:
 class EMA(_TestsTheAverage, EMAWeightAveraging):
     """Lightning's exponential moving average of the weights (`weight_averaging=ema`)."""
 
+    #: what the checkpoint's record says its weights are (stroke/tasks/base.py)
+    averaging = "ema"
+
 
 class SWAFromEpoch(_TestsTheAverage, WeightAveraging):
     """Stochastic weight averaging: the equal mean of the weights after every optimizer step
@@ -51,6 +54,8 @@ class SWAFromEpoch(_TestsTheAverage, WeightAveraging):
     Until the first step of the average, validation and checkpoints use the weights being
     trained (Lightning's callback would show them a copy of the initial weights).
     """
+
+    averaging = "swa"
 
     def __init__(self, start: float = 0.5, use_buffers: bool = True, **kwargs: Any) -> None:
         if isinstance(start, bool) or not isinstance(start, int | float) or start < 0:

@@ -97,3 +97,14 @@ def register_resolvers() -> None:
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+
+
+def config_default(entry: str, key: str | None = None):
+    """A default as a config file of `conf/` states it (`config_default("optimizer/adamw")`,
+    `config_default("data/_base", "image_size")`): code that needs a default outside a
+    composed run (a module built in a notebook, a test) reads it here, so it lives once."""
+    from importlib.resources import files
+
+    node = OmegaConf.create(files(CONFIG_MODULE).joinpath(f"{entry}.yaml").read_text())
+    value = node if key is None else OmegaConf.select(node, key, throw_on_missing=True)
+    return OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value

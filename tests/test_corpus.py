@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from test_nifti import ct_volume, write_volume
 
 import stroke.io
+from stroke.checkpoint import read_checkpoint
 from stroke.cli import eval as eval_cli
 from stroke.cli import predict as predict_cli
 from stroke.cli import train as train_cli
@@ -36,7 +37,6 @@ from stroke.data import CsvSource, DicomSource, FolderSource, NiftiSource, Strok
 from stroke.data.audit import SKIPPED_CSV
 from stroke.evaluation.epoch_metrics import flatten_metrics, undefined_metrics
 from stroke.evaluation.evaluate import EvaluationConfig, SplitPredictions, evaluate_predictions
-from stroke.inference.checkpoint import read_checkpoint
 from stroke.io import atomic_write_json, atomic_write_text, check_writable
 from stroke.runs.preflight import check_resume_checkpoint
 from stroke.runs.record import read_status, write_status

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader
 
 from stroke.cli.train import train
 from stroke.data.dataset import ImageClassificationDataset
-from stroke.inference.checkpoint import load_classifier
 from stroke.inference.predictor import TorchBackend, predict_files
-from stroke.module import StrokeClassifier
+from stroke.tasks.classification.checkpoint import load_classifier
+from stroke.tasks.classification.module import StrokeClassifier
 
 CQ500_DIR = SHARED_DATASETS / CQ500
 

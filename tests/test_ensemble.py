@@ -15,7 +15,8 @@ from torch import nn
 
 from stroke.cli.predict import run_prediction
 from stroke.errors import CheckpointError, ConfigError
-from stroke.inference.ensemble import ProbabilityMean, checkpoint_paths, load_ensemble
+from stroke.runs.checkpoints import checkpoint_paths
+from stroke.tasks.classification.ensemble import ProbabilityMean, load_ensemble
 
 
 def read_probs(path) -> np.ndarray:
@@ -107,7 +108,7 @@ def test_members_that_disagree_on_classes_are_refused(trained_run, tmp_path):
 def test_eval_refuses_to_score_fold_models_on_a_fold_they_trained_on():
     from omegaconf import OmegaConf
 
-    from stroke.cli.eval import check_ensemble_test_split
+    from stroke.tasks.classification.evaluate import check_ensemble_test_split
 
     with pytest.raises(ConfigError, match="other folds' models trained on those patients"):
         check_ensemble_test_split(OmegaConf.create({"fold": 2, "fold_split": "test"}), "run")
@@ -116,9 +117,9 @@ def test_eval_refuses_to_score_fold_models_on_a_fold_they_trained_on():
 
 
 def test_flip_tta_of_training_is_the_predictors_flip_tta():
-    from stroke.inference.ensemble import FlipAverage
     from stroke.inference.predictor import TorchBackend, class_probabilities
-    from stroke.module import StrokeClassifier
+    from stroke.tasks.classification.ensemble import FlipAverage
+    from stroke.tasks.classification.module import StrokeClassifier
 
     torch.manual_seed(0)
     module = StrokeClassifier({"name": "cnn_small"}, num_classes=2, in_chans=1, tta=True).eval()

@@ -8,9 +8,10 @@ import json
 import pytest
 from conftest import compose_config, run_module
 
+from stroke.checkpoint import RECORD_KEY, read_checkpoint
 from stroke.cli.eval import data_config, evaluate_checkpoint
 from stroke.errors import ConfigError
-from stroke.inference.checkpoint import load_classifier, read_checkpoint
+from stroke.tasks.classification.checkpoint import load_classifier
 
 FIGURES = (
     "confusion_matrix.png",
@@ -71,7 +72,7 @@ def test_train_writes_the_evaluation_directory(trained_run):
 
 def test_checkpoint_loads_with_weights_only_and_records_preprocessing(trained_run):
     checkpoint = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")  # weights_only=True
-    assert checkpoint["StrokeDataModule"]["image_size"] == 32
+    assert checkpoint[RECORD_KEY]["preprocessing"]["image_size"] == 32
     classifier = load_classifier(trained_run / "checkpoints" / "last.ckpt")
     assert classifier.class_names == ["normal", "hemorrhagic", "ischemic"]
     assert classifier.preprocessing.in_chans == 1 and classifier.preprocessing.image_size == 32

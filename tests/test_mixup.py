@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from stroke.errors import ConfigError
-from stroke.module import StrokeClassifier
+from stroke.tasks.classification.module import StrokeClassifier
 
 
 def _classifier(**mixup) -> StrokeClassifier:

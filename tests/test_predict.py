@@ -190,7 +190,7 @@ def test_a_dicom_model_reads_raw_dicom_files_through_its_hu_windows(tmp_path):
     """PACS exports (.dcm or no suffix) go straight to stroke-predict, windowed as in training."""
     from dicom_factory import ct_dataset, save
 
-    from stroke.inference.checkpoint import Preprocessing
+    from stroke.data.preprocessing import Preprocessing
 
     hu = np.full((32, 32), 40.0)  # brain window W80/L40: grey matter at mid-grey
     hu[:, 16:] = 1000.0  # bone: white in the brain window, mid-grey in the bone window
@@ -216,7 +216,7 @@ def test_a_dicom_model_reads_raw_dicom_files_through_its_hu_windows(tmp_path):
 def test_an_image_model_names_a_dicom_file_it_cannot_read(tmp_path, phantom_dir):
     from dicom_factory import ct_dataset, save
 
-    from stroke.inference.checkpoint import Preprocessing
+    from stroke.data.preprocessing import Preprocessing
 
     dicom = save(ct_dataset(np.zeros((16, 16))), tmp_path / "scan.dcm")
     png = phantom_images(phantom_dir, 1)[0]

@@ -16,14 +16,15 @@ import torch
 from conftest import TINY, compose_config, run_module
 from PIL import Image
 
+from stroke.checkpoint import FORMAT_VERSION, RECORD_KEY, read_checkpoint
 from stroke.cli.eval import evaluate_checkpoint
 from stroke.cli.export import export_checkpoint
 from stroke.cli.predict import run_prediction
 from stroke.errors import ConfigError
-from stroke.inference.checkpoint import load_classifier, read_checkpoint
-from stroke.segmentation.checkpoint import load_segmenter
-from stroke.segmentation.module import StrokeSegmenter
-from stroke.segmentation.networks import create_segmentation_network
+from stroke.tasks.classification.checkpoint import load_classifier
+from stroke.tasks.segmentation.checkpoint import load_segmenter
+from stroke.tasks.segmentation.module import StrokeSegmenter
+from stroke.tasks.segmentation.networks import create_segmentation_network
 
 LESIONS = ["hemorrhage", "infarct"]
 SEGMENTATION_METRICS = ("dice", "iou", "lesion_sensitivity", "fp_lesions_per_image")
@@ -131,8 +132,11 @@ def test_train_logs_both_heads_and_writes_the_segmentation_report(segmentation_r
 @pytest.mark.slow
 def test_checkpoint_is_plain_and_says_its_task(segmentation_run):
     ckpt = read_checkpoint(checkpoint(segmentation_run))  # weights_only=True
-    assert ckpt["hyper_parameters"]["task"] == "segmentation"
-    assert ckpt["LesionSegmentationDataModule"]["masks"]["lesion_classes"] == LESIONS
+    record = ckpt[RECORD_KEY]
+    assert record["task"] == "segmentation" and record["format_version"] == FORMAT_VERSION
+    assert record["data"]["masks"]["lesion_classes"] == LESIONS
+    assert record["preprocessing"]["image_size"] == 32
+    assert "LesionSegmentationDataModule" not in ckpt  # the record holds its state, once
     segmenter = load_segmenter(checkpoint(segmentation_run))
     assert segmenter.lesion_classes == LESIONS and segmenter.joint
     assert segmenter.preprocessing.image_size == 32
@@ -310,7 +314,11 @@ def test_a_nifti_volume_gets_a_mask_volume_of_its_geometry(tmp_path):
     from omegaconf import OmegaConf
 
     from stroke.data.preprocessing import Preprocessing
-    from stroke.segmentation.predict import SegmenterDescription, _OutputWriter, predict_volume
+    from stroke.tasks.segmentation.predict import (
+        SegmenterDescription,
+        _OutputWriter,
+        predict_volume,
+    )
 
     volume = np.full((16, 12, 5), -1000, dtype=np.int16)
     volume[2:-2, 2:-2] = 30
@@ -348,7 +356,7 @@ def test_a_dicom_input_gets_its_lesion_area_in_mm2(tmp_path):
     from omegaconf import OmegaConf
 
     from stroke.data.preprocessing import Preprocessing
-    from stroke.segmentation.predict import SegmenterDescription, _OutputWriter, predict_masks
+    from stroke.tasks.segmentation.predict import SegmenterDescription, _OutputWriter, predict_masks
 
     hu = np.full((40, 50), 30.0)
     hu[10:20, 5:15] = 75.0  # 100 pixels of hyperdense lesion
@@ -391,7 +399,7 @@ def test_stroke_serve_shows_the_lesion_area_stroke_predict_writes(
     from fastapi.testclient import TestClient
 
     from stroke.serve import ServedModel, ServeSettings, create_app
-    from stroke.serve.segmenter import load_segmenter as serve_segmenter
+    from stroke.tasks.segmentation.serve import load_served_segmenter as serve_segmenter
 
     inputs = phantom_inputs(phantom_dir, tmp_path / "inputs")
     (inputs / "truncated.png").unlink()
@@ -423,5 +431,5 @@ def test_stroke_serve_shows_the_lesion_area_stroke_predict_writes(
             sizes = {p.name: Image.open(p).size for p in inputs.iterdir()}
             assert expected == {k: w * h for k, (w, h) in sizes.items()}
             assert all(len(v["outline"]) == 1 for v in served.values())
-    with pytest.raises(ConfigError, match="seg_ckpt_path=.*not a segmentation checkpoint"):
+    with pytest.raises(ConfigError, match="seg_ckpt_path=.*classification .*not a segmenter"):
         serve_segmenter(classifier)

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from stroke.data import CsvSource, FolderSource, NiftiSource, PresplitSource
 from stroke.errors import ConfigError, DatasetError
-from stroke.segmentation import LesionMasks, LesionSegmentationDataModule
+from stroke.tasks.segmentation import LesionMasks, LesionSegmentationDataModule
 
 PHANTOM_MASKS = {
     "lesion_classes": ["hemorrhage", "infarct"],
@@ -135,7 +135,7 @@ def test_nifti_label_volumes_keep_their_classes(tmp_path):
     dm = datamodule(NiftiSource(tmp_path), LABELLED, image_size=32, cache=False)
     stroke = [m for s, m in _masks(dm) if s.label == "stroke"]
     assert all(set(np.unique(m)) == {0, 1, 2} for m in stroke)
-    from stroke.segmentation.units import slice_geometry
+    from stroke.tasks.segmentation.units import slice_geometry
 
     geometry = slice_geometry(dm.samples[0])
     assert geometry.pixel_mm == (0.5, 0.5) and geometry.slice_mm == 5.0

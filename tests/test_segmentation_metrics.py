@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stroke.segmentation.metrics import (
+from stroke.tasks.segmentation.metrics import (
     COUNT_FIELDS,
     flatten_segmentation,
     image_counts,

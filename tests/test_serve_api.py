@@ -24,12 +24,12 @@ from stroke.cli.predict import run_prediction
 from stroke.errors import ConfigError
 from stroke.evaluation.patient import aggregate_by_patient
 from stroke.serve import LesionMask, ServedModel, ServeSettings, create_app
-from stroke.serve.decision import decision_rule
 from stroke.serve.security import COOKIE
 from stroke.serve.security import same_origin_path as same_origin
-from stroke.serve.segmenter import load_segmenter
 from stroke.serve.settings import TOKEN_ENV
 from stroke.serve.worker import InferenceWorker, WorkerBusy
+from stroke.tasks.classification.decision import decision_rule
+from stroke.tasks.segmentation.serve import load_served_segmenter
 
 CQ500_DIR = SHARED_DATASETS / CQ500 / "CQ500-CT-0"
 TOKEN = "s3cret-token-for-tests"
@@ -412,12 +412,12 @@ def test_a_segmenter_adds_the_lesion_outline_and_area(dicom_model, upload_root):
 
 
 def test_seg_ckpt_path_must_name_a_readable_segmentation_checkpoint(tmp_path):
-    assert load_segmenter(None) is None
+    assert load_served_segmenter(None) is None
     with pytest.raises(ConfigError, match="does not exist"):
-        load_segmenter(tmp_path / "missing.ckpt")
+        load_served_segmenter(tmp_path / "missing.ckpt")
     (tmp_path / "seg.ckpt").write_bytes(b"x")
     with pytest.raises(ConfigError, match="seg_ckpt_path=.*seg.ckpt.*not a readable"):
-        load_segmenter(tmp_path / "seg.ckpt")
+        load_served_segmenter(tmp_path / "seg.ckpt")
 
 
 def test_the_serve_config_composes_with_its_defaults():

@@ -1,5 +1,6 @@
 """`stroke-export ckpt_path=... format=onnx`: an ONNX model checked against PyTorch
-(a classifier's logits, or a segmenter's mask logits and, when joint, class logits)."""
+(the outputs the checkpoint's task names: a classifier's logits, a segmenter's mask logits
+and, when joint, class logits)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from stroke.checkpoint import read_checkpoint
 from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
-from stroke.inference.checkpoint import checkpoint_task, load_classifier, read_checkpoint
-from stroke.inference.onnx_export import OUTPUT_NAME, export_onnx, max_abs_difference
+from stroke.inference.onnx_export import export_onnx, max_abs_difference
+from stroke.tasks.registry import task_of
 from stroke.warnings_filter import quiet_third_party_warnings
 
 FORMATS = ("onnx",)
@@ -22,19 +24,12 @@ def export_checkpoint(cfg: DictConfig) -> tuple[Path, float]:
     """Export the checkpoint's backbone; returns (file, max |PyTorch - ONNX Runtime|)."""
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format!r}; expected one of {FORMATS}")
-    if checkpoint_task(read_checkpoint(cfg.ckpt_path)) == "segmentation":
-        from stroke.segmentation.checkpoint import load_segmenter
-
-        model = load_segmenter(cfg.ckpt_path)
-        metadata = model.metadata()
-        # one output per head: the masks' logits, and a joint model's class logits
-        outputs = ["masks", "logits"] if model.joint else ["masks"]
-    else:
-        model = load_classifier(cfg.ckpt_path)
-        metadata = {"class_names": model.class_names, "backbone": model.backbone.get("name")}
-        if model.preprocessing is not None:
-            metadata.update(model.preprocessing.record())
-        outputs = [OUTPUT_NAME]
+    path = Path(str(cfg.ckpt_path)).expanduser()
+    checkpoint = read_checkpoint(path)
+    task = task_of(checkpoint, path)
+    model = task.load(path, checkpoint)
+    metadata = model.metadata()
+    outputs = task.onnx_outputs(model)
     preprocessing = model.preprocessing
     image_size = cfg.image_size or (preprocessing.image_size if preprocessing else None)
     if image_size is None:

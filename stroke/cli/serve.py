@@ -1,4 +1,4 @@
-"""`stroke-serve ckpt_path=...`: a web page and an HTTP API for a trained classifier.
+"""`stroke-serve ckpt_path=...`: a web page and an HTTP API for a trained model.
 
 The model loads once; uvicorn serves the FastAPI app on `host:port` (127.0.0.1 by default)
 until Ctrl-C. See docs/serving.md.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
@@ -15,12 +16,12 @@ from omegaconf import DictConfig
 
 from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
+from stroke.errors import ConfigError, StrokeError
 from stroke.hardware import resolve_device
 from stroke.serve.app import create_app
-from stroke.serve.model import ServedModel
-from stroke.serve.segmenter import load_segmenter
 from stroke.serve.series import check_aggregation
 from stroke.serve.settings import TOKEN_ENV, ServeSettings
+from stroke.tasks.registry import task_of_checkpoints
 from stroke.warnings_filter import quiet_third_party_warnings
 
 log = logging.getLogger("stroke.serve")
@@ -30,16 +31,34 @@ def build_app(cfg: DictConfig):
     """The application a config describes, with its settings (model loaded, worker not started)."""
     settings: ServeSettings = instantiate(cfg.serve)
     aggregation = check_aggregation(cfg.patient_aggregation)
-    model = ServedModel.load(
+    model = served(
         cfg.ckpt_path,
+        "ckpt_path",
         device=resolve_device(cfg.device),
         threshold=cfg.threshold,
         eval_metrics=cfg.eval_metrics,
         tta=cfg.tta,
         target_layer=cfg.target_layer,
     )
-    segmenter = load_segmenter(cfg.seg_ckpt_path, str(resolve_device(cfg.device)))
+    segmenter = served(cfg.seg_ckpt_path, "seg_ckpt_path", device=str(resolve_device(cfg.device)))
     return create_app(model, settings, segmenter, aggregation), model, settings
+
+
+def served(path: str | None, key: str, **options):
+    """What the page holds for checkpoint `path` given as `key`: its task's serve part (the
+    registry says which key takes which task's checkpoints); None without a path."""
+    if not path and key != "ckpt_path":
+        return None
+    try:
+        task = task_of_checkpoints([Path(str(path or "")).expanduser()])
+    except StrokeError as err:  # the checkpoint's messages name ckpt_path=; here it is `key`
+        raise type(err)(str(err).replace("ckpt_path=", f"{key}=", 1)) from None
+    if task.serve_key != key:
+        raise ConfigError(
+            f"{key}={path!r} is a {task.name} checkpoint; stroke-serve takes it as "
+            f"{task.serve_key}="
+        )
+    return task.serve(path, **options)
 
 
 def _is_loopback(host: str) -> bool:
@@ -51,7 +70,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _announce(cfg: DictConfig, model: ServedModel, settings: ServeSettings) -> None:
+def _announce(cfg: DictConfig, model, settings: ServeSettings) -> None:
     card = model.card()
     log.info(
         "model %s, classes %s, %d px, checkpoint sha256 %s; decision: %s",

@@ -8,7 +8,7 @@ item into `<cache_dir>/<key>/images.npy` and afterwards answers from that file.
 The key hashes the item list, each file's size and modification time, the loader's
 settings and its code, so a changed file, another `image_size` or an edited reader gets a
 fresh cache and never a stale one. Segmentation stores each image with its lesion mask as
-one more channel (`stroke.segmentation.masks.MaskedLoader`, which lists the mask among an
+one more channel (`stroke.tasks.segmentation.masks.MaskedLoader`, which lists the mask among an
 item's files): another loader, so another key, beside the classification cache of the
 same images. Two processes (sweep trials, DDP ranks) building the
 same cache take turns on a file lock; the build goes to a temporary folder renamed into

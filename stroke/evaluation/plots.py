@@ -197,7 +197,7 @@ def lesion_outline_figure(
 
     Each epoch in TensorBoard and as the report's gallery of the worst slices.
     """
-    from stroke.segmentation.overlay import truth_and_prediction
+    from stroke.evaluation.overlay import truth_and_prediction
 
     n = len(images)
     columns = max(1, min(columns, n))

@@ -1,6 +1,5 @@
-"""Inference on new images: safe checkpoint loading, PyTorch and ONNX Runtime backends, export."""
+"""Inference on new images: PyTorch and ONNX Runtime backends, batched file prediction, export."""
 
-from stroke.inference.checkpoint import LoadedClassifier, Preprocessing, load_classifier
 from stroke.inference.predictor import (
     OnnxBackend,
     TorchBackend,
@@ -8,12 +7,4 @@ from stroke.inference.predictor import (
     resolve_inputs,
 )
 
-__all__ = [
-    "LoadedClassifier",
-    "OnnxBackend",
-    "Preprocessing",
-    "TorchBackend",
-    "load_classifier",
-    "predict_files",
-    "resolve_inputs",
-]
+__all__ = ["OnnxBackend", "TorchBackend", "predict_files", "resolve_inputs"]

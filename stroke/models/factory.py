@@ -54,36 +54,6 @@ def find_local_weights(name: str, directory: Path | None = None) -> Path | None:
     return tagged[0] if tagged else None
 
 
-def checkpoint_net_weights(path: Path, name: str, out_dir: Path) -> tuple[Path, int]:
-    """The trained network of stroke-train checkpoint `path` as a safetensors file in
-    `out_dir`, and the channels it was trained on, for timm to load like any weights file
-    (it spreads the first convolution over another number of channels and leaves out a
-    classifier of another size). The checkpoint must have trained backbone `name`:
-    fine-tuning one architecture from another's weights is refused.
-    """
-    from safetensors.torch import save_file
-
-    from stroke.inference.checkpoint import checkpoint_task, read_checkpoint, trained_net_state
-
-    checkpoint = read_checkpoint(path)
-    where = f"model.backbone.weights_path={str(path)!r}"
-    if checkpoint_task(checkpoint) != "classification":
-        raise ConfigError(
-            f"{where} is a {checkpoint_task(checkpoint)} checkpoint; a classifier starts "
-            "from a classifier's checkpoint (or a weights file)"
-        )
-    trained = (checkpoint["hyper_parameters"].get("backbone") or {}).get("name")
-    if trained != name:
-        raise ConfigError(
-            f"{where} trained backbone {trained!r}, not model.backbone.name={name!r}: "
-            f"set model.backbone.name={trained} (and its other keys) to fine-tune it"
-        )
-    weights = {k: v.contiguous() for k, v in trained_net_state(checkpoint).items()}
-    out = Path(out_dir) / f"{name}.safetensors"
-    save_file(weights, str(out))
-    return out, int(checkpoint["hyper_parameters"].get("in_chans", 1))
-
-
 def list_backbones(pattern: str = "") -> list[str]:
     """Every backbone name the factory accepts (optionally filtered by a wildcard pattern)."""
     return timm.list_models(pattern or "*")
@@ -123,6 +93,10 @@ def create_model(
             )
         if path.suffix == CHECKPOINT_SUFFIX:
             with tempfile.TemporaryDirectory(prefix="stroke-weights-") as tmp:
+                # imported here: stroke.checkpoint reads preprocessing, which the models
+                # package must not need to be imported
+                from stroke.checkpoint import checkpoint_net_weights
+
                 weights, trained_chans = checkpoint_net_weights(path, name, Path(tmp))
                 log.info("%s starts from the network trained in %s", name, path)
                 # timm reads the file's channels from input_size[0]; the size is not used

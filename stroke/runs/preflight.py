@@ -180,7 +180,7 @@ def check_resume_checkpoint(ckpt_path: str | Path | None) -> dict | None:
     """
     if not ckpt_path:
         return None
-    from stroke.inference.checkpoint import read_checkpoint
+    from stroke.checkpoint import read_checkpoint
 
     checkpoint = read_checkpoint(ckpt_path)
     missing = [k for k in RESUME_KEYS if k not in checkpoint]
@@ -233,6 +233,15 @@ def check_config(cfg, ckpt_path: str | None = None) -> dict | None:
     return check_resume_checkpoint(ckpt_path) if cfg.get("train", True) else None
 
 
+def checkpoint_monitor(cfg) -> str | None:
+    """The metric that picks the best checkpoint: the checkpoint callback's own monitor
+    (`callbacks.model_checkpoint.monitor`, null: the last epoch), else `monitor`."""
+    callbacks = cfg.get("callbacks") or {}
+    if "model_checkpoint" not in callbacks:
+        return cfg.get("monitor")
+    return (callbacks.get("model_checkpoint") or {}).get("monitor")
+
+
 def check_run(cfg, datamodule, model, checkpoint: dict | None = None) -> None:
     """What needs the data and the model, before the first epoch."""
     check_batches(datamodule, model, model_name(cfg.model))
@@ -241,7 +250,7 @@ def check_run(cfg, datamodule, model, checkpoint: dict | None = None) -> None:
         warning = small_validation_warning(
             getattr(datamodule, "samples", []),
             getattr(datamodule, "class_names", []),
-            cfg.get("monitor"),
+            checkpoint_monitor(cfg),
         )
         if warning:
             log.warning("data: %s", warning)

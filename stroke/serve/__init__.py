@@ -6,8 +6,8 @@ decoding them. See docs/serving.md.
 """
 
 from stroke.serve.app import create_app
-from stroke.serve.model import ServedModel
-from stroke.serve.segmenter import LesionMask, LesionSegmenter
 from stroke.serve.settings import ServeSettings
+from stroke.tasks.classification.serve import ServedModel
+from stroke.tasks.segmentation.serve import LesionMask, LesionSegmenter
 
 __all__ = ["LesionMask", "LesionSegmenter", "ServeSettings", "ServedModel", "create_app"]

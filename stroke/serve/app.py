@@ -12,14 +12,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from stroke.inference.predictor import describe_error
-from stroke.serve.model import ServedModel
 from stroke.serve.pipeline import PredictionService
 from stroke.serve.schemas import Health, ModelCard, PredictResponse
 from stroke.serve.security import BodyLimit, RequestContext, TokenAuth, request_id
-from stroke.serve.segmenter import LesionSegmenter
 from stroke.serve.settings import ServeSettings
 from stroke.serve.uploads import make_upload
 from stroke.serve.worker import InferenceWorker, WorkerBusy
+from stroke.tasks.classification.serve import ServedModel
+from stroke.tasks.segmentation.serve import LesionSegmenter
 
 log = logging.getLogger("stroke.serve")
 STATIC_DIR = Path(__file__).resolve().parent / "static"

@@ -23,13 +23,13 @@ import numpy as np
 
 from stroke.hardware import decode_threads
 from stroke.inference.predictor import describe_error
-from stroke.serve.model import ServedModel
 from stroke.serve.render import file_views
-from stroke.serve.segmenter import LesionSegmenter, lesion_entry
 from stroke.serve.series import series_summaries
 from stroke.serve.settings import ServeSettings
 from stroke.serve.uploads import Upload, UploadRejected, check_upload, private_folder_file
 from stroke.serve.worker import InferenceWorker
+from stroke.tasks.classification.serve import ServedModel
+from stroke.tasks.segmentation.serve import LesionSegmenter, lesion_entry
 
 log = logging.getLogger("stroke.serve")
 

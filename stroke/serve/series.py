@@ -15,7 +15,7 @@ import numpy as np
 from stroke.errors import ConfigError
 from stroke.evaluation.patient import AGGREGATIONS, aggregate_by_patient
 from stroke.inference.predictor import decide
-from stroke.serve.decision import DecisionRule
+from stroke.tasks.classification.decision import DecisionRule
 
 
 def check_aggregation(how: str) -> str:

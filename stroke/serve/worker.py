@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stroke.serve.model import ServedModel
+from stroke.tasks.classification.serve import ServedModel
 
 log = logging.getLogger(__name__)
 

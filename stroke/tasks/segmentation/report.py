@@ -24,8 +24,8 @@ from stroke.evaluation.metrics import bootstrap_intervals, with_intervals
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import plot_slice_gallery, plot_volume_agreement
 from stroke.evaluation.report import format_estimate
-from stroke.segmentation.metrics import COUNT_FIELDS, image_counts, scores_from_counts
-from stroke.segmentation.units import patient_volumes, slice_geometry
+from stroke.tasks.segmentation.metrics import COUNT_FIELDS, image_counts, scores_from_counts
+from stroke.tasks.segmentation.units import patient_volumes, slice_geometry
 
 #: Rows of the headline table, in reading order.
 HEADLINE = (

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
@@ -16,10 +15,10 @@ from torchmetrics import MaxMetric, MinMetric
 
 from stroke.errors import ConfigError
 from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
-from stroke.module import configure_optimizers, plain_values, training_epoch_means
-from stroke.segmentation.masks import BACKGROUND
-from stroke.segmentation.metrics import flatten_segmentation, segmentation_metrics
-from stroke.segmentation.networks import create_segmentation_network
+from stroke.tasks.base import TaskModule, default_optimizer, plain_values, training_epoch_means
+from stroke.tasks.segmentation.masks import BACKGROUND
+from stroke.tasks.segmentation.metrics import flatten_segmentation, segmentation_metrics
+from stroke.tasks.segmentation.networks import create_segmentation_network
 
 #: `model.loss`: the segmentation loss, from smp and torch.
 LOSSES = ("dice_ce", "dice_focal", "dice", "ce")
@@ -48,7 +47,7 @@ class _SumOfLosses(nn.Module):
         return sum(part(logits, target) for part in self.parts)
 
 
-class StrokeSegmenter(L.LightningModule):
+class StrokeSegmenter(TaskModule):
     """Lesion segmentation (and, with `joint`, the slice's class) for stroke imaging.
 
     Every argument is a plain value saved in checkpoints, so `stroke-predict`,
@@ -67,6 +66,8 @@ class StrokeSegmenter(L.LightningModule):
         loss: dice_ce, dice_focal, dice or ce.
         image_size: the input size, checked against the encoder's stride.
     """
+
+    task = "segmentation"
 
     def __init__(
         self,
@@ -93,14 +94,14 @@ class StrokeSegmenter(L.LightningModule):
         if not lesion_classes:
             raise ConfigError(
                 "model StrokeSegmenter needs lesion classes from a segmentation datamodule "
-                "(data._target_=stroke.segmentation.LesionSegmentationDataModule with data.masks; "
+                "(data._target_=stroke.tasks.segmentation.LesionSegmentationDataModule with "
+                "data.masks; "
                 "e.g. experiment=lesion_segmentation)"
             )
         class_names = list(class_names or [str(i) for i in range(num_classes)])
         decoder = plain_values(decoder) or {}
         self.save_hyperparameters(
             {
-                "task": "segmentation",
                 "architecture": architecture,
                 "encoder": encoder,
                 "lesion_classes": list(lesion_classes),
@@ -115,8 +116,7 @@ class StrokeSegmenter(L.LightningModule):
                 "joint": joint,
                 "classification_weight": classification_weight,
                 "loss": loss,
-                "optimizer": plain_values(optimizer)
-                or {"_target_": "torch.optim.AdamW", "lr": 1e-3},
+                "optimizer": plain_values(optimizer) or default_optimizer(),
                 "scheduler": plain_values(scheduler),
                 "monitor": monitor,
                 "monitor_mode": monitor_mode,
@@ -220,12 +220,9 @@ class StrokeSegmenter(L.LightningModule):
         self, datamodule, out_dir: Path, config, device, context: Mapping[str, object]
     ) -> dict[str, object]:
         """The segmentation report of these weights on the datamodule's test split."""
-        from stroke.segmentation.report import evaluate_segmentation
+        from stroke.tasks.segmentation.report import evaluate_segmentation
 
         return evaluate_segmentation(self.net, datamodule, out_dir, config, device, context)
-
-    def configure_optimizers(self):
-        return configure_optimizers(self)
 
 
 def build_network(hparams: Mapping[str, Any], pretrained: bool | None = None) -> nn.Module:

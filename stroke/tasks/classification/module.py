@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
@@ -21,20 +18,13 @@ from stroke.evaluation.epoch_metrics import (
     undefined_metrics,
 )
 from stroke.models import create_model
-
-# Keys of a scheduler config that Lightning reads, not the scheduler's constructor.
-_LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
+from stroke.tasks.base import TaskModule, default_optimizer, plain_values, training_epoch_means
 
 
-def plain_values(value: Any) -> Any:
-    """DictConfig -> dict, so hyper-parameters in checkpoints are plain Python values."""
-    if isinstance(value, DictConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
-class StrokeClassifier(L.LightningModule):
+class StrokeClassifier(TaskModule):
     """Image classifier for stroke tasks; every argument is a plain value saved in checkpoints."""
+
+    task = "classification"
 
     def __init__(
         self,
@@ -54,7 +44,7 @@ class StrokeClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         backbone = plain_values(backbone)
-        optimizer = plain_values(optimizer) or {"_target_": "torch.optim.AdamW", "lr": 1e-3}
+        optimizer = plain_values(optimizer) or default_optimizer()
         scheduler = plain_values(scheduler)
         class_names = list(class_names or [str(i) for i in range(num_classes)])
         if len(class_names) != num_classes:
@@ -122,7 +112,7 @@ class StrokeClassifier(L.LightningModule):
         """What validation, test and the evaluation report score: the backbone, or with
         `model.tta=true` the mean of it on the image and its left-right mirror."""
         if self.hparams.get("tta"):
-            from stroke.inference.ensemble import FlipAverage
+            from stroke.tasks.classification.ensemble import FlipAverage
 
             return FlipAverage(self.net)
         return self.net
@@ -242,9 +232,6 @@ class StrokeClassifier(L.LightningModule):
             self.evaluation_net(), datamodule, out_dir, config, device, context
         )
 
-    def configure_optimizers(self):
-        return configure_optimizers(self)
-
 
 #: the keys of `model.mixup`, timm's Mixup arguments of the same names
 MIXUP_KEYS = ("mixup_alpha", "cutmix_alpha", "prob", "switch_prob")
@@ -284,27 +271,3 @@ def build_mixup(options: Mapping[str, Any] | None, num_classes: int):
         label_smoothing=0.0,
         num_classes=num_classes,
     )
-
-
-def training_epoch_means(module: L.LightningModule) -> torch.Tensor | None:
-    """`module.train_sums` (per-image values summed over the epoch's batches) divided by
-    `module.train_seen` images, both summed over DDP processes first; None before any image."""
-    strategy = module.trainer.strategy
-    sums = strategy.reduce(module.train_sums.clone(), reduce_op="sum")
-    seen = torch.tensor(float(module.train_seen), device=module.device)
-    seen = strategy.reduce(seen, reduce_op="sum")
-    return sums / seen if seen > 0 else None
-
-
-def configure_optimizers(module: L.LightningModule):
-    """The optimizer and scheduler a module's `optimizer` and `scheduler` hyper-parameters name."""
-    optimizer = instantiate(module.hparams.optimizer, params=module.parameters())
-    scheduler_cfg = module.hparams.scheduler
-    if not scheduler_cfg:
-        return optimizer
-    scheduler_cfg = dict(scheduler_cfg)
-    lightning_keys = {
-        k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg
-    }
-    scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

@@ -3,7 +3,7 @@
 A segmenter takes a file (as the classifier does, through the file's path) and returns
 the lesion mask on the letterboxed square its input was made into, with the area. The
 server draws the mask's outline over the displayed image, which is letterboxed the same
-way, and shows the area. `load_segmenter(seg_ckpt_path)` builds one from a segmentation
+way, and shows the area. `load_served_segmenter(seg_ckpt_path)` builds one from a segmentation
 checkpoint (`stroke-train experiment=lesion_segmentation`).
 """
 
@@ -71,7 +71,7 @@ def lesion_entry(result: LesionMask) -> dict[str, object]:
 class CheckpointSegmenter:
     """A trained segmenter behind the `LesionSegmenter` protocol: `stroke-predict`'s own path.
 
-    Each file goes through `stroke.segmentation.predict.predict_masks`, so the server's
+    Each file goes through `stroke.tasks.segmentation.predict.predict_masks`, so the server's
     lesion area equals the `lesion_area_px`/`lesion_area_mm2` `stroke-predict` writes for
     the same file (any lesion class counts); the mask is then letterboxed (nearest
     neighbour) onto the square the page shows.
@@ -79,7 +79,7 @@ class CheckpointSegmenter:
 
     def __init__(self, loaded, device: str = "cpu") -> None:
         # the segmentation package (and smp) only when a segmenter is served
-        from stroke.segmentation.predict import TorchSegmentationBackend, predict_masks
+        from stroke.tasks.segmentation.predict import TorchSegmentationBackend, predict_masks
 
         if loaded.preprocessing is None:
             raise ConfigError(
@@ -106,7 +106,9 @@ class CheckpointSegmenter:
         return LesionMask(square.astype(bool), area_px, area_mm2)
 
 
-def load_segmenter(seg_ckpt_path: str | Path | None, device: str = "cpu") -> LesionSegmenter | None:
+def load_served_segmenter(
+    seg_ckpt_path: str | Path | None, device: str = "cpu"
+) -> LesionSegmenter | None:
     """The segmenter of a segmentation checkpoint (`stroke-train
     experiment=lesion_segmentation`); None without one."""
     if not seg_ckpt_path:
@@ -114,7 +116,7 @@ def load_segmenter(seg_ckpt_path: str | Path | None, device: str = "cpu") -> Les
     path = Path(seg_ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"seg_ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
-    from stroke.segmentation.checkpoint import load_segmenter as load_checkpoint
+    from stroke.tasks.segmentation.checkpoint import load_segmenter as load_checkpoint
 
     try:
         loaded = load_checkpoint(path)

@@ -13,9 +13,9 @@ from stroke.data.images import ImageLoader
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.windowing import WINDOW_PRESETS, describe_windows, resolve_window
 from stroke.errors import ConfigError
-from stroke.inference.checkpoint import LoadedClassifier, load_classifier
 from stroke.inference.predictor import TorchBackend, class_probabilities, preprocess_file
-from stroke.serve.decision import DecisionRule, decision_rule
+from stroke.tasks.classification.checkpoint import LoadedClassifier, load_classifier
+from stroke.tasks.classification.decision import DecisionRule, decision_rule
 
 NOTICE = (
     "Not a medical device. For research and demonstration only: not for diagnosis, "

@@ -29,10 +29,10 @@ from stroke.data.nifti import is_nifti, volume_stem
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
 from stroke.errors import ConfigError
+from stroke.evaluation.overlay import CLASS_COLORS, mask_overlay
 from stroke.hardware import resolve_device, resolve_num_workers
 from stroke.inference.predictor import resolve_inputs
-from stroke.segmentation.overlay import CLASS_COLORS, mask_overlay
-from stroke.segmentation.units import SliceGeometry, slice_geometry
+from stroke.tasks.segmentation.units import SliceGeometry, slice_geometry
 
 log = logging.getLogger("stroke.predict")
 
@@ -278,7 +278,7 @@ def describe_model(cfg: DictConfig, segmenter) -> SegmenterDescription:
 
 def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     """Predict every input and write masks, overlays and the CSV; (csv, files, failures)."""
-    from stroke.segmentation.checkpoint import load_segmenter
+    from stroke.tasks.segmentation.checkpoint import load_segmenter
 
     segmenter = load_segmenter(cfg.ckpt_path) if cfg.ckpt_path else None
     model = describe_model(cfg, segmenter)

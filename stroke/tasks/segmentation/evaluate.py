@@ -9,10 +9,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from stroke.errors import ConfigError
 from stroke.hardware import resolve_device
-from stroke.segmentation.checkpoint import LoadedSegmenter, load_segmenter
-from stroke.segmentation.report import evaluate_segmentation
+from stroke.tasks.segmentation.checkpoint import LoadedSegmenter, load_segmenter
+from stroke.tasks.segmentation.report import evaluate_segmentation
 
-DATAMODULE = "stroke.segmentation.LesionSegmentationDataModule"
+DATAMODULE = "stroke.tasks.segmentation.LesionSegmentationDataModule"
 
 
 def segmentation_data_config(data_cfg: DictConfig, segmenter: LoadedSegmenter) -> DictConfig:
@@ -50,10 +50,14 @@ def check_matches(segmenter: LoadedSegmenter, datamodule, where: str) -> None:
 
 
 def evaluate_segmentation_checkpoint(
-    cfg: DictConfig, data_cfg: DictConfig, origin: str
+    cfg: DictConfig,
+    paths: list[Path],
+    data_cfg: DictConfig,
+    origin: str,
+    overrides: list[str],
 ) -> dict[str, object]:
     """Load the checkpoint safely, rebuild its data, predict the test split, write the report."""
-    segmenter = load_segmenter(cfg.ckpt_path)
+    segmenter = load_segmenter(paths[0])
     datamodule = instantiate(segmentation_data_config(data_cfg, segmenter))
     datamodule.setup("test")
     check_matches(segmenter, datamodule, f"the data ({origin})")

@@ -1,6 +1,6 @@
 """Load a trained segmenter from its checkpoint without running code from the file.
 
-As for classifiers (`stroke.inference.checkpoint`): `weights_only=True`, the network
+As for classifiers (stroke/tasks/classification/checkpoint.py): `weights_only=True`, the network
 rebuilt from plain hyper-parameters, the preprocessing from the datamodule's record.
 """
 
@@ -11,17 +11,17 @@ from pathlib import Path
 
 from torch import nn
 
-from stroke.data.preprocessing import Preprocessing
-from stroke.errors import ConfigError
-from stroke.inference.checkpoint import (
+from stroke.checkpoint import (
     checkpoint_preprocessing,
     checkpoint_task,
     datamodule_record,
     load_trained_weights,
     read_checkpoint,
 )
-from stroke.segmentation.masks import BACKGROUND
-from stroke.segmentation.module import build_network, describe
+from stroke.data.preprocessing import Preprocessing
+from stroke.errors import ConfigError
+from stroke.tasks.segmentation.masks import BACKGROUND
+from stroke.tasks.segmentation.module import StrokeSegmenter, build_network, describe
 
 
 @dataclass
@@ -48,7 +48,7 @@ class LoadedSegmenter:
     def metadata(self) -> dict[str, object]:
         """What an exported ONNX file carries to stand alone (plain values)."""
         record = {
-            "task": "segmentation",
+            "task": StrokeSegmenter.task,
             "lesion_classes": self.lesion_classes,
             "class_names": self.class_names,
             "joint": self.joint,
@@ -59,18 +59,16 @@ class LoadedSegmenter:
         return record
 
 
-def is_segmentation_checkpoint(path: str | Path) -> bool:
-    """Whether a stroke-train checkpoint holds a segmenter (read safely)."""
-    return checkpoint_task(read_checkpoint(path)) == "segmentation"
-
-
-def load_segmenter(path: str | Path) -> LoadedSegmenter:
+def load_segmenter(path: str | Path, checkpoint: dict | None = None) -> LoadedSegmenter:
     """Rebuild the trained network of a segmentation checkpoint, in eval mode on the CPU."""
     path = Path(path).expanduser()
-    checkpoint = read_checkpoint(path)
-    if checkpoint_task(checkpoint) != "segmentation":
-        raise ConfigError(f"ckpt_path={str(path)!r} is not a segmentation checkpoint")
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     hparams = checkpoint["hyper_parameters"]
+    if "lesion_classes" not in hparams:
+        raise ConfigError(
+            f"ckpt_path={str(path)!r} is a {checkpoint_task(checkpoint)} checkpoint, not a "
+            "segmenter (it has no lesion classes)"
+        )
     # the weights come from the checkpoint: never download or read pretrained ones again
     net = load_trained_weights(build_network(hparams, pretrained=False), checkpoint)
     joint = bool(hparams["joint"])

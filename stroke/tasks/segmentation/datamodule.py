@@ -19,7 +19,7 @@ from stroke.data.datamodule import StrokeDataModule
 from stroke.data.dataset import ImageClassificationDataset, split_index
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
-from stroke.segmentation.masks import ImageChannels, LesionMasks, MaskedLoader, split_channels
+from stroke.tasks.segmentation.masks import ImageChannels, LesionMasks, MaskedLoader, split_channels
 
 
 class LesionSegmentationDataset(ImageClassificationDataset):
@@ -81,7 +81,7 @@ class LesionSegmentationDataModule(StrokeDataModule):
 
     def state_dict(self) -> dict:
         """Preprocessing, classes and what mask values mean (plain values, in checkpoints)."""
-        return {**super().state_dict(), "task": "segmentation", "masks": self.masks.record()}
+        return {**super().state_dict(), "masks": self.masks.record()}
 
     def _dataset(self, samples, class_to_idx, loader, transform) -> LesionSegmentationDataset:
         return LesionSegmentationDataset(

@@ -1,0 +1,54 @@
+"""Reading a checkpoint without running code from the file, and refusing what is not one."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import torch
+
+from stroke.checkpoint.upgrade import upgrade
+from stroke.errors import CheckpointError
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint's contents in the current format, loaded with weights_only=True
+    (tensors and plain values only) and upgraded when older."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
+    try:
+        with warnings.catch_warnings():
+            # torch warns about the file's pickle before refusing it: our line says it all
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # an unpickling error names the offending global
+        raise CheckpointError(f"ckpt_path={str(path)!r} {_unreadable(err)}") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} holds a {type(checkpoint).__name__}, not a checkpoint"
+        )
+    missing = [k for k in ("state_dict", "hyper_parameters") if k not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is not a stroke-train checkpoint: it has no {missing}"
+        )
+    return upgrade(checkpoint, path)
+
+
+def _unreadable(err: Exception) -> str:
+    """Why torch could not load a file, without torch's advice to load it unsafely."""
+    text = str(err)
+    unsafe = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"cannot be loaded safely: it asks to unpickle {unsafe.group(1)}, which could run "
+            "code from the file (stroke loads checkpoints with weights_only=True)"
+        )
+    # anything else is a file torch cannot parse (its own text would suggest
+    # weights_only=False, which runs code from the file: never say that)
+    return (
+        "is not a readable PyTorch checkpoint (truncated, or another kind of file; "
+        f"torch said {type(err).__name__})"
+    )

@@ -1,0 +1,86 @@
+"""Older checkpoints (and the run configs beside them) brought to the current format on load.
+
+Version 0 (main up to 2026-12-02, e.g. 6c8ce0b) had no `stroke` record: the task was a
+hyper-parameter of segmenters only (classifiers had none), and the datamodule's state, under
+its class name, held the preprocessing record, the classes and a segmenter's mask record.
+Classes that moved keep their old `_target_` working in run configs through `MOVED_TARGETS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from stroke.checkpoint.format import FORMAT_VERSION, LEGACY_TASK, RECORD_KEY, CheckpointRecord
+from stroke.data.preprocessing import Preprocessing
+from stroke.errors import CheckpointError
+
+#: where version 0 kept the datamodule's state: Lightning keys it by the class name
+LEGACY_DATAMODULE_KEYS = ("StrokeDataModule", "LesionSegmentationDataModule")
+#: module prefixes of classes that moved, old -> new (run configs name classes by path)
+MOVED_TARGETS = {
+    "stroke.segmentation.": "stroke.tasks.segmentation.",
+    "stroke.module.": "stroke.tasks.classification.module.",
+}
+#: the preprocessing fields of a record (what the network is fed); the rest is task data
+PREPROCESSING_KEYS = frozenset(f.name for f in dataclasses.fields(Preprocessing))
+
+
+def upgrade(checkpoint: dict, path: Path) -> dict:
+    """The checkpoint with its `stroke` record in the current format (in place)."""
+    record = checkpoint.get(RECORD_KEY)
+    if record is None:
+        checkpoint[RECORD_KEY] = _record_of_version_0(checkpoint).to_dict()
+        return checkpoint
+    version = record.get("format_version") if isinstance(record, dict) else None
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} has checkpoint format version {version!r}; this stroke "
+            f"reads versions 0 to {FORMAT_VERSION} (a newer stroke wrote it: upgrade stroke)"
+        )
+    return checkpoint
+
+
+def _record_of_version_0(checkpoint: dict) -> CheckpointRecord:
+    hparams = checkpoint["hyper_parameters"]
+    state = next((checkpoint[k] for k in LEGACY_DATAMODULE_KEYS if checkpoint.get(k)), {})
+    state = dict(state or {})
+    preprocessing = {k: v for k, v in state.items() if k in PREPROCESSING_KEYS}
+    data = {
+        k: v
+        for k, v in state.items()
+        if k not in PREPROCESSING_KEYS and k not in ("class_names", "task")
+    }
+    classes = hparams.get("class_names") or state.get("class_names") or []
+    return CheckpointRecord(
+        task=str(hparams.get("task") or LEGACY_TASK),
+        class_names=list(classes),
+        preprocessing=preprocessing,
+        data=data,
+        format_version=0,
+    )
+
+
+def upgrade_run_config(cfg: DictConfig) -> DictConfig:
+    """A run's composed config with the `_target_`s of moved classes renamed (a copy)."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    return OmegaConf.create(_renamed(container))
+
+
+def _renamed(node):
+    if isinstance(node, dict):
+        return {k: _renamed_target(v) if k == "_target_" else _renamed(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_renamed(v) for v in node]
+    return node
+
+
+def _renamed_target(target):
+    if not isinstance(target, str):
+        return target
+    for old, new in MOVED_TARGETS.items():
+        if target.startswith(old):
+            return new + target.removeprefix(old)
+    return target

@@ -1,0 +1,84 @@
+"""A trained classifier rebuilt from its checkpoint, without running code from the file.
+
+`torch.load(..., weights_only=True)` (stroke.checkpoint.read_checkpoint) only unpickles
+tensors and plain containers, so a checkpoint from an untrusted source cannot execute
+anything. That works because StrokeClassifier saves its hyper-parameters as plain values and
+the checkpoint's record holds the preprocessing as plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from stroke.checkpoint import (
+    checkpoint_preprocessing,
+    checkpoint_record,
+    load_trained_weights,
+    read_checkpoint,
+)
+from stroke.data.preprocessing import Preprocessing
+from stroke.errors import CheckpointError
+from stroke.models import create_model
+
+
+@dataclass
+class LoadedClassifier:
+    """A backbone in eval mode with what a caller needs to feed it and read its output."""
+
+    net: nn.Module
+    class_names: list[str]
+    in_chans: int
+    preprocessing: Preprocessing | None
+    backbone: dict
+    path: Path
+    #: the checkpoints of an ensemble (stroke/tasks/classification/ensemble.py); empty for one
+    members: tuple[Path, ...] = ()
+
+    def check_matches(self, class_names: Sequence[str], in_chans: int, where: str) -> None:
+        """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
+        if list(class_names) != self.class_names or in_chans != self.in_chans:
+            raise CheckpointError(
+                f"checkpoint {self.path} was trained on classes {self.class_names} with "
+                f"in_chans={self.in_chans}, but {where} gives classes {list(class_names)} with "
+                f"in_chans={in_chans}; evaluate it on data with the same classes (data.classes, "
+                "data.class_map) and channels (data.in_chans)"
+            )
+
+    def metadata(self) -> dict[str, object]:
+        """What an exported ONNX file carries to stand alone (plain values)."""
+        record: dict[str, object] = {
+            "task": "classification",
+            "class_names": self.class_names,
+            "backbone": self.backbone.get("name"),
+        }
+        if self.preprocessing is not None:
+            record.update(self.preprocessing.record())
+        return record
+
+
+def load_classifier(path: str | Path, checkpoint: dict | None = None) -> LoadedClassifier:
+    """Rebuild the trained backbone of a stroke-train checkpoint, in eval mode on the CPU."""
+    path = Path(path).expanduser()
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
+    hparams = checkpoint["hyper_parameters"]
+    if not isinstance(hparams.get("backbone"), dict):
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is a {checkpoint_record(checkpoint).task} checkpoint, "
+            "not a classifier (it has no model.backbone)"
+        )
+    # the weights come from the checkpoint: never download or read pretrained ones again
+    backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
+    net = create_model(num_classes=hparams["num_classes"], in_chans=hparams["in_chans"], **backbone)
+    load_trained_weights(net, checkpoint)
+    return LoadedClassifier(
+        net=net,
+        class_names=list(hparams["class_names"]),
+        in_chans=int(hparams["in_chans"]),
+        preprocessing=checkpoint_preprocessing(checkpoint, path),
+        backbone=dict(hparams["backbone"]),
+        path=path,
+    )
