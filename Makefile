@@ -41,6 +41,7 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(BIN)/ruff check stroke tests
 	$(BIN)/ruff format --check stroke tests
+	$(BIN)/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

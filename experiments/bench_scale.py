@@ -217,8 +217,8 @@ def images_worker(args: argparse.Namespace) -> None:
     from stroke.build import build_datamodule, build_model, build_trainer
     from stroke.data.cache import ImageCache
     from stroke.data.hash_index import bucket_stats
-    from stroke.data.leakage import MAX_HASH_DISTANCE, check_leakage, find_near_duplicates
-    from stroke.data.leakage_store import stored_signatures
+    from stroke.data.leakage import MAX_HASH_DISTANCE, find_near_duplicates
+    from stroke.data.leakage_store import check_leakage, stored_signatures
 
     n, stages = args.n, Stages(args.n, "images")
     root = phantom(args.data_dir, n)

@@ -35,7 +35,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from stroke.data.cache import ImageCache
 from stroke.data.hash_index import exhaustive_pairs_within, hamming_distances, pairs_within
 from stroke.data.samples import SPLITS, Sample
 from stroke.errors import DatasetError
@@ -215,44 +214,6 @@ def blank_thumbnails(thumbs: np.ndarray) -> np.ndarray:
     for start in range(0, len(thumbs), _SCAN_ROWS):
         blank[start : start + _SCAN_ROWS] = ~np.any(thumbs[start : start + _SCAN_ROWS], axis=1)
     return blank
-
-
-def check_leakage(
-    samples: Sequence[Sample],
-    loader: Callable[[Sample], np.ndarray],
-    mode: str | bool = "warn",
-    num_workers: int = 0,
-) -> list[NearDuplicate]:
-    """Find near duplicates across splits; log them (`warn`) or raise (`error`)."""
-    mode = resolve_leakage_mode(mode)
-    if mode == "off":
-        return []
-    if isinstance(loader, ImageCache):
-        from stroke.data.leakage_store import stored_near_duplicates
-
-        duplicates = stored_near_duplicates(loader, samples, num_workers)
-    else:
-        bits, thumbs = signatures(samples, loader, num_workers)
-        duplicates = find_near_duplicates(samples, bits, thumbs)
-    if not duplicates:
-        log.info("leakage check: no near-duplicate images across splits (%d images)", len(samples))
-        return []
-    shown = "\n  ".join(d.describe() for d in duplicates[:10])
-    more = f"\n  ... and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
-    message = (
-        f"{len(duplicates)} near-duplicate image pair(s) across train/val/test: the same "
-        f"image in two splits inflates the metrics:\n  {shown}{more}"
-    )
-    if mode == "error":
-        raise DatasetError(
-            f"{message}\nremove the copies (or give them one patient id); "
-            "data.leakage=warn only reports them"
-        )
-    if mode == "drop":
-        log.warning("%s\n(data.leakage=drop: the later copy of each pair is dropped)", message)
-    else:
-        log.warning("%s\n(data.leakage=error makes this an error, drop drops them)", message)
-    return duplicates
 
 
 def later_copies(duplicates: Sequence[NearDuplicate]) -> list[Sample]:

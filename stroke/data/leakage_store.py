@@ -1,4 +1,5 @@
-"""The leakage check's work kept beside the image cache: signatures and near pairs, once.
+"""The leakage check (`check_leakage`, what a datamodule calls) and its work kept beside the
+image cache: signatures and near pairs, once.
 
 Both depend only on the cached pixels, not on how a run splits them. The first run on a
 dataset hashes every image and finds every pair of images within the hash distance (the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 from pathlib import Path
 
@@ -31,9 +32,11 @@ from stroke.data.leakage import (
     correlations_of,
     find_near_duplicates,
     near_duplicates,
+    resolve_leakage_mode,
     signatures,
 )
 from stroke.data.samples import SPLITS, Sample
+from stroke.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +159,39 @@ def _all_pairs(bits: np.ndarray, thumbs: np.ndarray) -> tuple[np.ndarray, ...]:
     rows_a, rows_b, distance = pairs_within(bits[candidate], bits[candidate], MAX_HASH_DISTANCE)
     once = rows_a < rows_b
     return candidate[rows_a[once]], candidate[rows_b[once]], distance[once]
+
+
+def check_leakage(
+    samples: Sequence[Sample],
+    loader: Callable[[Sample], np.ndarray],
+    mode: str | bool = "warn",
+    num_workers: int = 0,
+) -> list[NearDuplicate]:
+    """Find near duplicates across splits; log them (`warn`) or raise (`error`)."""
+    mode = resolve_leakage_mode(mode)
+    if mode == "off":
+        return []
+    if isinstance(loader, ImageCache):
+        duplicates = stored_near_duplicates(loader, samples, num_workers)
+    else:
+        bits, thumbs = signatures(samples, loader, num_workers)
+        duplicates = find_near_duplicates(samples, bits, thumbs)
+    if not duplicates:
+        log.info("leakage check: no near-duplicate images across splits (%d images)", len(samples))
+        return []
+    shown = "\n  ".join(d.describe() for d in duplicates[:10])
+    more = f"\n  ... and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+    message = (
+        f"{len(duplicates)} near-duplicate image pair(s) across train/val/test: the same "
+        f"image in two splits inflates the metrics:\n  {shown}{more}"
+    )
+    if mode == "error":
+        raise DatasetError(
+            f"{message}\nremove the copies (or give them one patient id); "
+            "data.leakage=warn only reports them"
+        )
+    if mode == "drop":
+        log.warning("%s\n(data.leakage=drop: the later copy of each pair is dropped)", message)
+    else:
+        log.warning("%s\n(data.leakage=error makes this an error, drop drops them)", message)
+    return duplicates
