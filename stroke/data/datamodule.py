@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from stroke.config import cache_home
+from stroke.config import cache_home, config_default
 from stroke.data.audit import (
     LeftOut,
     audit_samples,
@@ -28,11 +28,11 @@ from stroke.data.dataset import ImageClassificationDataset
 from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
     NearDuplicate,
-    check_leakage,
     later_copies,
     resolve_leakage_mode,
     write_leakage_csv,
 )
+from stroke.data.leakage_store import check_leakage
 from stroke.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
 from stroke.data.samples import (
     SPLITS,
@@ -61,7 +61,7 @@ class StrokeDataModule(L.LightningDataModule):
         self,
         source: ImageSource,
         root: str | None = None,
-        image_size: int = 128,
+        image_size: int | None = None,
         in_chans: int = 1,
         batch_size: int = 32,
         num_workers: int | str = "auto",
@@ -112,15 +112,17 @@ class StrokeDataModule(L.LightningDataModule):
                 "data.normalization=image cannot be undone by augmentation=gpu (it needs one "
                 "mean/std for the batch); use a per-image augmentation"
             )
+        if image_size is None:  # built outside a run: the one default, conf/data/_base.yaml
+            image_size = config_default("data/_base", "image_size")
         self.preprocessing = Preprocessing(
-            image_size,
-            in_chans,
-            DEFAULT_MEAN if mean == "dataset" else mean,
-            DEFAULT_STD if std == "dataset" else std,
-            windows,
-            equalize,
-            normalization,
-            context_slices,
+            image_size=image_size,
+            in_chans=in_chans,
+            mean=DEFAULT_MEAN if mean == "dataset" else mean,
+            std=DEFAULT_STD if std == "dataset" else std,
+            dicom_windows=windows,
+            equalize=equalize,
+            normalization=normalization,
+            context_slices=context_slices,
         )
         self.slice_regex = slice_regex
         self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
