@@ -133,3 +133,20 @@ def test_small_validation_split_is_named():
         ],
     ]
     assert small_validation_warning(many, ["none", "hemorrhage"], "val/f1") is None
+
+
+def test_the_small_split_warning_names_the_monitor_that_picks_the_checkpoint():
+    from omegaconf import OmegaConf
+
+    from stroke.runs.preflight import checkpoint_monitor
+
+    cfg = OmegaConf.create(
+        {"monitor": "val/f1", "callbacks": {"model_checkpoint": {"monitor": "${monitor}"}}}
+    )
+    assert checkpoint_monitor(cfg) == "val/f1"
+    cfg.callbacks.model_checkpoint.monitor = "val/loss"
+    assert checkpoint_monitor(cfg) == "val/loss"
+    cfg.callbacks.model_checkpoint.monitor = None  # the last epoch's weights: nothing picks
+    assert checkpoint_monitor(cfg) is None
+    cfg.callbacks = {}  # no checkpoint callback at all
+    assert checkpoint_monitor(cfg) == "val/f1"

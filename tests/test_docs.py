@@ -20,6 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
 
+from stroke.cli.positional import rewrite_positional
 from stroke.config import CONFIG_MODULE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,13 +179,20 @@ def values_of(override_text: str) -> list[str]:
     return [f"{key}={v}" for v in override.sweep_string_iterator()]
 
 
+#: the commands that take a key positionally (stroke/cli/positional.py)
+POSITIONAL = {"runs": "path", "cv": "path"}
+
+
 def override_sets(command: Command) -> list[list[str]]:
     """The overrides to compose: every sweep at its first value, then each other option once.
 
     Hydra's flags are dropped. Only config groups (`model=a,b`, `hydra/launcher=x`) get their
     other values composed, one at a time: a dotted key's value cannot change what composes.
     """
-    values, args = [], iter(command.args)
+    arguments = command.args
+    if command.config in POSITIONAL:  # `stroke-runs <dir>`: as the command itself reads it
+        arguments = rewrite_positional(arguments, POSITIONAL[command.config])
+    values, args = [], iter(arguments)
     for arg in args:
         if arg.startswith("-"):
             assert arg in HYDRA_FLAGS, f"{command.where}: stroke-{command.config} {arg}: not Hydra"

@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from stroke.cli.errors import command
+from stroke.cli.positional import positional_path
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.runs.cross_validation import SUMMARY_MD, write_cv_summary
@@ -17,6 +18,7 @@ from stroke.warnings_filter import quiet_third_party_warnings
 
 
 @command
+@positional_path("path")
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="cv")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-cv`: prints the summary and where it was written."""

@@ -1,4 +1,4 @@
-"""`stroke-runs path=<multirun dir | study dir | outputs/>`: every run side by side, sorted.
+"""`stroke-runs <multirun dir | study dir | outputs/>` (or `path=...`): the runs side by side.
 
 Columns: the swept overrides, the best validation score, test metrics, epochs, wall time
 and status (finished, failed, running). Exits 1 when the folder holds no run.
@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from stroke.cli.errors import command
+from stroke.cli.positional import positional_path
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.runs.collect import collect_runs
@@ -80,6 +81,7 @@ def _plot(runs, table, cfg: DictConfig) -> None:
 
 
 @command
+@positional_path("path")
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="runs")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-runs`."""

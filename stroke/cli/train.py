@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stroke.build import build_datamodule, build_model, build_trainer
 from stroke.cli.errors import command
+from stroke.cli.positional import replaced_dicts
 from stroke.config import CONFIG_PATH
 from stroke.data.audit import SKIPPED_CSV
 from stroke.io import atomic_write_json
@@ -106,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @command
+@replaced_dicts("data.class_map")
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""
