@@ -17,6 +17,7 @@ from stroke.evaluation.evaluate import (
     chosen_thresholds,
     evaluate_predictions,
 )
+from stroke.evaluation.metrics import PER_CLASS_METRICS
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import (
     plot_confusion_matrix,
@@ -40,7 +41,8 @@ HEADLINE = (
     ("average_precision", "average precision (macro)"),
     ("ece", "expected calibration error"),
 )
-PER_CLASS = ("precision", "recall", "specificity", "f1", "roc_auc", "average_precision")
+#: the per-class columns of the report: the metrics module's list, not a copy
+PER_CLASS = PER_CLASS_METRICS
 
 
 def write_evaluation(
