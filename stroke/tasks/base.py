@@ -38,14 +38,29 @@ def plain_values(value: Any) -> Any:
 
 
 class TaskModule(L.LightningModule):
-    """The LightningModule of a task: writes the checkpoint's `stroke` record."""
+    """The LightningModule of a task: writes the checkpoint's `stroke` record and logs the
+    training epoch's exact means (a subclass adds per-image values to `train_sums`, a buffer
+    of one entry per name in `train_epoch_metrics`, and counts images in `train_seen`)."""
 
     #: the registered task name (stroke/tasks/registry.py); a subclass sets it
     task: ClassVar[str] = ""
+    #: the names `train_sums` holds, in order; the first is shown in the progress bar
+    train_epoch_metrics: ClassVar[tuple[str, ...]] = ("train/loss",)
     class_names: list[str]
 
     def configure_optimizers(self):
         return configure_optimizers(self)
+
+    def on_train_epoch_start(self) -> None:
+        self.train_sums.zero_()
+        self.train_seen = 0
+
+    def on_train_epoch_end(self) -> None:
+        """Epoch means of the training metrics, exact across DDP processes."""
+        means = training_epoch_means(self)
+        if means is not None:
+            for i, name in enumerate(self.train_epoch_metrics):
+                self.log(name, means[i], prog_bar=i == 0)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RECORD_KEY] = self.checkpoint_record(checkpoint).to_dict()

@@ -18,13 +18,14 @@ from stroke.evaluation.epoch_metrics import (
     undefined_metrics,
 )
 from stroke.models import create_model
-from stroke.tasks.base import TaskModule, default_optimizer, plain_values, training_epoch_means
+from stroke.tasks.base import TaskModule, default_optimizer, plain_values
 
 
 class StrokeClassifier(TaskModule):
     """Image classifier for stroke tasks; every argument is a plain value saved in checkpoints."""
 
     task = "classification"
+    train_epoch_metrics = ("train/loss", "train/accuracy")
 
     def __init__(
         self,
@@ -135,17 +136,6 @@ class StrokeClassifier(TaskModule):
         self.train_sums += torch.stack((loss.detach().float() * len(targets), correct.float()))
         self.train_seen += len(targets)
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        self.train_sums.zero_()
-        self.train_seen = 0
-
-    def on_train_epoch_end(self) -> None:
-        """Epoch means of the training loss and accuracy, exact across DDP processes."""
-        means = training_epoch_means(self)
-        if means is not None:
-            self.log("train/loss", means[0], prog_bar=True)
-            self.log("train/accuracy", means[1])
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, probs, targets = self._step(batch)

@@ -15,7 +15,7 @@ from torchmetrics import MaxMetric, MinMetric
 
 from stroke.errors import ConfigError
 from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
-from stroke.tasks.base import TaskModule, default_optimizer, plain_values, training_epoch_means
+from stroke.tasks.base import TaskModule, default_optimizer, plain_values
 from stroke.tasks.segmentation.masks import BACKGROUND
 from stroke.tasks.segmentation.metrics import flatten_segmentation, segmentation_metrics
 from stroke.tasks.segmentation.networks import create_segmentation_network
@@ -166,15 +166,6 @@ class StrokeSegmenter(TaskModule):
         self.train_sums += loss.detach().float() * len(batch[0])
         self.train_seen += len(batch[0])
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        self.train_sums.zero_()
-        self.train_seen = 0
-
-    def on_train_epoch_end(self) -> None:
-        means = training_epoch_means(self)
-        if means is not None:
-            self.log("train/loss", means[0], prog_bar=True)
 
     def _evaluate_batch(self, batch, split: str) -> None:
         loss, mask_logits, class_logits, masks, labels = self._step(batch)
