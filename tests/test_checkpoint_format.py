@@ -223,3 +223,24 @@ def test_a_checkpoint_of_an_unknown_task_names_the_known_ones(tmp_path, capsys):
     lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1 and "Traceback" not in err
     assert "trained for task 'toy'" in lines[0] and "classification" in lines[0]
+
+
+class Crafted:
+    """A class a crafted checkpoint asks to unpickle (pickle would run its code)."""
+
+
+def test_a_crafted_checkpoint_is_refused_in_our_one_line_only(tmp_path):
+    ckpt = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "payload": Crafted()}, ckpt)
+    result = run_module(
+        "stroke.cli.predict",
+        f"ckpt_path={ckpt}",
+        f"inputs={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env={"PYTHONWARNINGS": "default"},  # torch's pickle warning would show, if raised
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "cannot be loaded safely" in lines[0] and "Crafted" in lines[0]
+    assert "UserWarning" not in result.stderr and "weights_only=False" not in result.stderr
