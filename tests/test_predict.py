@@ -243,3 +243,27 @@ def test_an_export_that_fails_leaves_the_previous_onnx_file_whole(tmp_path, monk
         export_onnx(net, target, 1, 32, metadata={"classes": ["c", "d"]})
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no staging left
+
+
+def test_a_model_validated_with_tta_is_predicted_and_served_with_it(
+    trained_run, phantom_dir, tmp_path
+):
+    """model.tta=true is recorded: stroke-predict and stroke-serve apply it unless told not to."""
+    from stroke.serve import ServedModel
+
+    content = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    content["hyper_parameters"]["tta"] = True  # as `stroke-train model.tta=true` writes it
+    ckpt = tmp_path / "tta.ckpt"
+    torch.save(content, ckpt)
+    folder = phantom_images(phantom_dir)[0].parent
+
+    def probs(*overrides: str) -> list[list[str]]:
+        out = tmp_path / f"{len(list(tmp_path.glob('*.csv')))}.csv"
+        csv_path, _, _ = predict([f"ckpt_path={ckpt}", f"inputs={folder}", f"output_csv={out}",
+                                  *overrides])  # fmt: skip
+        return [[v for k, v in r.items() if k.startswith("prob_")] for r in read_rows(csv_path)]
+
+    default, on, off = probs(), probs("tta=true"), probs("tta=false")
+    assert default == on and default != off
+    assert ServedModel.load(ckpt).tta and not ServedModel.load(ckpt, tta=False).tta
+    assert not ServedModel.load(trained_run / "checkpoints" / "last.ckpt").tta

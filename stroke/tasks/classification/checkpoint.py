@@ -37,6 +37,9 @@ class LoadedClassifier:
     path: Path
     #: the checkpoints of an ensemble (stroke/tasks/classification/ensemble.py); empty for one
     members: tuple[Path, ...] = ()
+    #: flip TTA as the run validated and tested it (`model.tta`): what predict and serve use
+    #: unless told otherwise (`tta=true|false`)
+    tta: bool = False
 
     def check_matches(self, class_names: Sequence[str], in_chans: int, where: str) -> None:
         """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
@@ -54,6 +57,7 @@ class LoadedClassifier:
             "task": "classification",
             "class_names": self.class_names,
             "backbone": self.backbone.get("name"),
+            "tta": self.tta,
         }
         if self.preprocessing is not None:
             record.update(self.preprocessing.record())
@@ -81,4 +85,5 @@ def load_classifier(path: str | Path, checkpoint: dict | None = None) -> LoadedC
         preprocessing=checkpoint_preprocessing(checkpoint, path),
         backbone=dict(hparams["backbone"]),
         path=path,
+        tta=bool(hparams.get("tta", False)),
     )

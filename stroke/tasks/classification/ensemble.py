@@ -94,4 +94,5 @@ def load_ensemble(ckpt_path) -> LoadedClassifier:
         backbone={"name": f"mean of {len(members)} x {'+'.join(names)}"},
         path=first.path,
         members=tuple(m.path for m in members),
+        tta=any(m.tta for m in members),
     )

@@ -95,6 +95,19 @@ def _backend(cfg: DictConfig, classifier, device: str):
     return OnnxBackend(onnx_path)
 
 
+def flip_tta(cfg: DictConfig, classifier) -> bool:
+    """`tta=true|false` as given; null: as the run validated the model (`model.tta`)."""
+    if cfg.get("tta") is not None:
+        return bool(cfg.tta)
+    if classifier is not None:
+        trained = classifier.tta
+    else:
+        trained = bool((read_onnx_metadata(cfg.onnx_path) or {}).get("tta", False))
+    if trained:
+        log.info("flip TTA on, as the run validated this model (model.tta=true; tta=false: off)")
+    return trained
+
+
 def run_classification_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     """Predict every input and write the CSV; returns (csv path, files, failures)."""
     classes, preprocessing, classifier = _model_description(cfg)
@@ -130,7 +143,7 @@ def run_classification_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
             preprocessing,
             backend,
             batch_size=cfg.batch_size,
-            flip_tta=cfg.tta,
+            flip_tta=flip_tta(cfg, classifier),
             num_workers=resolve_num_workers(cfg.num_workers),
             keep_images=bool(explain_dir),
             progress=cfg.progress,

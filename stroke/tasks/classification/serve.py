@@ -51,7 +51,7 @@ class ServedModel:
         device: str = "cpu",
         threshold: float | str | None = "auto",
         eval_metrics: str | Path | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         target_layer: str | None = None,
     ) -> ServedModel:
         """Load a stroke-train checkpoint safely (weights_only) and find its decision rule."""
@@ -68,7 +68,7 @@ class ServedModel:
             rule,
             file_sha256(classifier.path),
             device,
-            tta,
+            classifier.tta if tta is None else bool(tta),
             target_layer,
         )
 

@@ -301,12 +301,13 @@ def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     paths = resolve_inputs(inputs, volumes=True)
     images = [p for p in paths if not is_nifti(p)]
     writer = _OutputWriter(cfg, model)
+    tta = bool(cfg.tta)  # null (the default): a segmenter trains without flip TTA
     batches = predict_masks(
         images,
         model.preprocessing,
         backend,
         batch_size=cfg.batch_size,
-        flip_tta=cfg.tta,
+        flip_tta=tta,
         num_workers=resolve_num_workers(cfg.num_workers),
         progress=cfg.progress,
     )
@@ -315,7 +316,7 @@ def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
             for result in batch:
                 writer.write(result)
         for path in (p for p in paths if is_nifti(p)):  # a mask volume per input volume
-            args = (model.preprocessing, backend, cfg.batch_size, cfg.tta)
+            args = (model.preprocessing, backend, cfg.batch_size, tta)
             writer.write_volume(predict_volume(path, *args))
     return writer.csv_path, len(paths), writer.failures
 
