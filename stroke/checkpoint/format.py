@@ -22,8 +22,11 @@ after training, by the run's evaluation, and read from `<run>/evaluation/metrics
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from stroke.data.preprocessing import PREPROCESSING_FIELDS
 
 #: the format written by this version; `upgrade.upgrade` brings older files to it
 FORMAT_VERSION = 1
@@ -52,6 +55,19 @@ class CheckpointRecord:
     def from_dict(cls, record: dict[str, Any]) -> CheckpointRecord:
         known = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
         return cls(**known)
+
+
+#: datamodule-state keys kept out of the record's preprocessing and data: the classes have
+#: their own field, and version 0 repeated a segmenter's task there
+_NOT_DATA = frozenset({"class_names", "task"})
+
+
+def split_datamodule_state(state: Mapping[str, Any] | None) -> tuple[dict, dict]:
+    """A datamodule's `state_dict()` as the record's (preprocessing, data)."""
+    state = dict(state or {})
+    preprocessing = {k: v for k, v in state.items() if k in PREPROCESSING_FIELDS}
+    data = {k: v for k, v in state.items() if k not in PREPROCESSING_FIELDS and k not in _NOT_DATA}
+    return preprocessing, data
 
 
 def checkpoint_record(checkpoint: dict) -> CheckpointRecord:

@@ -8,13 +8,17 @@ Classes that moved keep their old `_target_` working in run configs through `MOV
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from stroke.checkpoint.format import FORMAT_VERSION, LEGACY_TASK, RECORD_KEY, CheckpointRecord
-from stroke.data.preprocessing import Preprocessing
+from stroke.checkpoint.format import (
+    FORMAT_VERSION,
+    LEGACY_TASK,
+    RECORD_KEY,
+    CheckpointRecord,
+    split_datamodule_state,
+)
 from stroke.errors import CheckpointError
 
 #: where version 0 kept the datamodule's state: Lightning keys it by the class name
@@ -24,8 +28,6 @@ MOVED_TARGETS = {
     "stroke.segmentation.": "stroke.tasks.segmentation.",
     "stroke.module.": "stroke.tasks.classification.module.",
 }
-#: the preprocessing fields of a record (what the network is fed); the rest is task data
-PREPROCESSING_KEYS = frozenset(f.name for f in dataclasses.fields(Preprocessing))
 
 
 def upgrade(checkpoint: dict, path: Path) -> dict:
@@ -45,14 +47,9 @@ def upgrade(checkpoint: dict, path: Path) -> dict:
 
 def _record_of_version_0(checkpoint: dict) -> CheckpointRecord:
     hparams = checkpoint["hyper_parameters"]
-    state = next((checkpoint[k] for k in LEGACY_DATAMODULE_KEYS if checkpoint.get(k)), {})
+    state = next((checkpoint[k] for k in LEGACY_DATAMODULE_KEYS if checkpoint.get(k)), None)
     state = dict(state or {})
-    preprocessing = {k: v for k, v in state.items() if k in PREPROCESSING_KEYS}
-    data = {
-        k: v
-        for k, v in state.items()
-        if k not in PREPROCESSING_KEYS and k not in ("class_names", "task")
-    }
+    preprocessing, data = split_datamodule_state(state)
     classes = hparams.get("class_names") or state.get("class_names") or []
     return CheckpointRecord(
         task=str(hparams.get("task") or LEGACY_TASK),

@@ -10,7 +10,7 @@ at inference is what it saw in training. A checkpoint stores it as plain values
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,10 @@ class Preprocessing:
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
         pixels = (np.asarray(array, dtype=np.float32) * std + mean) * 255.0
         return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+#: the fields of `Preprocessing`, the keys of its `record()`: declared once, by the dataclass
+PREPROCESSING_FIELDS = tuple(f.name for f in fields(Preprocessing))
 
 
 class _InputFileReader:

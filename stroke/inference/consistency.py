@@ -16,22 +16,15 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from stroke.data.preprocessing import Preprocessing
+from stroke.data.preprocessing import PREPROCESSING_FIELDS, Preprocessing
 from stroke.data.windowing import describe_windows, resolve_window
 from stroke.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-#: data.* keys that are part of a checkpoint's preprocessing record
-PREPROCESSING_KEYS = (
-    "image_size",
-    "in_chans",
-    "mean",
-    "std",
-    "equalize",
-    "normalization",
-    "context_slices",
-)
+#: data.* keys that are part of a checkpoint's preprocessing record: its fields but the DICOM
+#: windows, which come from data.source (WINDOW_KEYS)
+PREPROCESSING_KEYS = tuple(k for k in PREPROCESSING_FIELDS if k != "dicom_windows")
 WINDOW_KEYS = ("data.source.window", "data.source.multi_window")
 
 

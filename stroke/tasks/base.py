@@ -16,8 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stroke import __version__
-from stroke.checkpoint.format import RECORD_KEY, CheckpointRecord
-from stroke.checkpoint.upgrade import PREPROCESSING_KEYS
+from stroke.checkpoint.format import RECORD_KEY, CheckpointRecord, split_datamodule_state
 from stroke.config import config_default
 
 #: keys of a scheduler config that Lightning reads, not the scheduler's constructor
@@ -68,16 +67,14 @@ class TaskModule(L.LightningModule):
     def checkpoint_record(self, checkpoint: dict[str, Any]) -> CheckpointRecord:
         """The record of this module, its datamodule's state moved into it (one home)."""
         trainer = self._trainer
-        state: dict[str, Any] = {}
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        if datamodule is not None:
-            state = dict(checkpoint.pop(type(datamodule).__qualname__, None) or {})
-        state.pop("class_names", None)
+        state = checkpoint.pop(type(datamodule).__qualname__, None) if datamodule else None
+        preprocessing, data = split_datamodule_state(state)
         return CheckpointRecord(
             task=self.task,
             class_names=list(self.class_names),
-            preprocessing={k: v for k, v in state.items() if k in PREPROCESSING_KEYS},
-            data={k: v for k, v in state.items() if k not in PREPROCESSING_KEYS},
+            preprocessing=preprocessing,
+            data=data,
             averaged_weights=_averaging(trainer),
             provenance={
                 "run_dir": str(trainer.default_root_dir) if trainer is not None else None,
