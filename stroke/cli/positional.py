@@ -68,19 +68,24 @@ def rewrite_positional(argv: list[str], key: str) -> list[str]:
     return out
 
 
-def positional_path(key: str = "path") -> Callable[[F], F]:
-    """Decorate a command's `hydra.main` function (below `@command`) to accept its `key`
-    positionally."""
+def _argv_rewritten(rewrite: Callable[[list[str]], list[str]]) -> Callable[[F], F]:
+    """Decorate a command's `hydra.main` function (below `@command`, so that an error of the
+    rewrite is one line) to give Hydra the command line as `rewrite` returns it."""
 
     def decorate(main: F) -> F:
         @functools.wraps(main)
         def run(*args: Any, **kwargs: Any) -> Any:
-            sys.argv[1:] = rewrite_positional(sys.argv[1:], key)
+            sys.argv[1:] = rewrite(sys.argv[1:])
             return main(*args, **kwargs)
 
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def positional_path(key: str = "path") -> Callable[[F], F]:
+    """A command that accepts its `key` positionally."""
+    return _argv_rewritten(lambda argv: rewrite_positional(argv, key))
 
 
 def rewrite_replacements(argv: list[str], keys: tuple[str, ...]) -> list[str]:
@@ -99,15 +104,5 @@ def rewrite_replacements(argv: list[str], keys: tuple[str, ...]) -> list[str]:
 
 
 def replaced_dicts(*keys: str) -> Callable[[F], F]:
-    """Decorate a command's `hydra.main` function (below `@command`) so that `key={...}`
-    replaces the dict at `key` instead of merging into it."""
-
-    def decorate(main: F) -> F:
-        @functools.wraps(main)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            sys.argv[1:] = rewrite_replacements(sys.argv[1:], keys)
-            return main(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    return decorate
+    """A command where `key={...}` replaces the dict at `key` instead of merging into it."""
+    return _argv_rewritten(lambda argv: rewrite_replacements(argv, keys))
