@@ -15,7 +15,7 @@ from stroke.tasks.classification.serve import ServedModel
 from stroke.tasks.registry import TaskParts
 
 TASK = TaskParts(
-    name="classification",
+    name=StrokeClassifier.task,
     summary="one class per image (softmax over the classes)",
     module=StrokeClassifier,
     load=load_classifier,

@@ -18,7 +18,7 @@ from stroke.tasks.segmentation.predict import run_segmentation_prediction
 from stroke.tasks.segmentation.serve import load_served_segmenter
 
 TASK = TaskParts(
-    name="segmentation",
+    name=StrokeSegmenter.task,
     summary="a lesion mask per image (background and the lesion classes)",
     module=StrokeSegmenter,
     load=load_segmenter,
