@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,11 @@ from stroke.data.audit import (
     summarize,
     write_left_out,
 )
-from stroke.data.dataset import ImageClassificationDataset
+from stroke.data.dataset import ImageClassificationDataset, SampleDataset
 from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
     NearDuplicate,
     later_copies,
-    resolve_leakage_mode,
     write_leakage_csv,
 )
 from stroke.data.leakage_store import check_leakage
@@ -42,6 +41,7 @@ from stroke.data.samples import (
     write_splits_csv,
 )
 from stroke.data.sampling import EpochSampler, training_position
+from stroke.data.settings import DataSettings
 from stroke.data.sources import DecodingSource, ImageSource
 from stroke.data.splits import assign_splits, check_no_patient_overlap
 from stroke.errors import ConfigError, DatasetError
@@ -50,43 +50,21 @@ from stroke.hardware import pin_memory, resolve_num_workers
 log = logging.getLogger(__name__)
 
 
-#: `data.sampler`: None shuffles; `weighted` balances classes (beside model.class_weighting).
-SAMPLERS = (None, "weighted")
-
-
 class StrokeDataModule(L.LightningDataModule):
-    """Images from any source, split patient-aware, augmented on the train split only."""
+    """Images from any source, split patient-aware, augmented on the train split only.
+
+    Built from a config's flat `data.*` keys (`StrokeDataModule(source, batch_size=16,
+    fold=2)`), which `stroke.data.settings.DataSettings` sorts into typed groups and checks
+    before anything is read; or from a `DataSettings` built in code (`settings=`).
+    """
 
     def __init__(
         self,
         source: ImageSource,
-        root: str | None = None,
-        image_size: int | None = None,
-        in_chans: int = 1,
-        batch_size: int = 32,
-        num_workers: int | str = "auto",
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        seed: int = 42,
-        class_map: Mapping[str, str | None] | None = None,
-        classes: Sequence[str] | None = None,
-        mean: float | Sequence[float] = DEFAULT_MEAN,
-        std: float | Sequence[float] = DEFAULT_STD,
+        settings: DataSettings | None = None,
         train_transform: Callable | None = None,
-        pin_memory: bool | None = None,
-        folds: int = 5,
-        fold: int | None = None,
-        fold_split: str = "test",
-        leakage: str | bool = "warn",
-        resplit: bool = False,
-        sampler: str | None = None,
-        cache: bool = True,
-        cache_dir: str | Path | None = None,
         batch_transform: Callable | None = None,
-        equalize: str | None = None,
-        normalization: str = "fixed",
-        context_slices: int = 0,
-        slice_regex: str | None = None,
+        **keys: Any,
     ) -> None:
         super().__init__()
         if not isinstance(source, ImageSource):
@@ -94,73 +72,90 @@ class StrokeDataModule(L.LightningDataModule):
                 f"data.source must be a source with a load() method (e.g. "
                 f"stroke.data.FolderSource), got {type(source).__name__}"
             )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
+        if settings is not None and keys:
+            raise ConfigError(
+                f"give the datamodule its settings or data.* keys, not both (got {sorted(keys)})"
+            )
+        self.settings = settings = settings or DataSettings.from_keys(keys)
         self.source = source
+        self.preprocessing = self._preprocessing(settings.preprocessing)
+        # the groups, by what they are for
+        self.sample_settings = settings.samples
+        self.splits = settings.splits
+        self.loading = settings.loading
+        self.leakage = settings.leakage.leakage
+        self.cache = settings.cache.cache
+        cache_dir = settings.cache.cache_dir
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "images"
+        self.num_workers = resolve_num_workers(self.loading.num_workers, cached=self.cache)
         # a source that knows its format (DICOM, NIfTI) decodes its own samples and says how
         decoding = isinstance(source, DecodingSource)
-        windows = source.preprocessing_record().get("dicom_windows") if decoding else None
-        # mean/std "dataset": measured on the training split at setup, then recorded
-        self.dataset_statistics = "dataset" in (mean, std)
-        if self.dataset_statistics and normalization != "fixed":
-            raise ConfigError(
-                f"data.mean/std=dataset measure fixed statistics; data.normalization="
-                f"{normalization!r} uses each image's own: choose one"
-            )
-        if normalization == "image" and batch_transform is not None:
+        self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
+        self.train_transform = train_transform
+        # augmentation of whole training batches on the device (stroke.data.batch_augment)
+        self.batch_transform = batch_transform
+        if self.preprocessing.normalization == "image" and batch_transform is not None:
             raise ConfigError(
                 "data.normalization=image cannot be undone by augmentation=gpu (it needs one "
                 "mean/std for the batch); use a per-image augmentation"
             )
-        if image_size is None:  # built outside a run: the one default, conf/data/_base.yaml
-            image_size = config_default("data/_base", "image_size")
-        self.preprocessing = Preprocessing(
-            image_size=image_size,
-            in_chans=in_chans,
-            mean=DEFAULT_MEAN if mean == "dataset" else mean,
-            std=DEFAULT_STD if std == "dataset" else std,
-            dicom_windows=windows,
-            equalize=equalize,
-            normalization=normalization,
-            context_slices=context_slices,
-        )
-        self.slice_regex = slice_regex
-        self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
-        self.root = root
-        self.batch_size = batch_size
-        self.num_workers = resolve_num_workers(num_workers, cached=cache)
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.seed = seed
-        self.class_map = dict(class_map) if class_map else None
-        self.requested_classes = list(classes) if classes is not None else None
-        self.train_transform = train_transform
-        # augmentation of whole training batches on the device (stroke.data.batch_augment)
-        self.batch_transform = batch_transform
-        self.pin_memory = pin_memory
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"data.sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-        # cross-validation: fold `fold` of `folds` is held out (stroke.data.folds); None: off
-        self.folds = folds
-        self.fold = fold
-        self.fold_split = fold_split
-        self.leakage = resolve_leakage_mode(leakage)
-        # pool a pre-split set (split folders or column) and split it again by patient
-        self.resplit = bool(resplit)
         #: images data.leakage=drop removed, per split
         self.leakage_dropped: dict[str, int] = {}
-        self.sampler = sampler
         self.near_duplicates: list[NearDuplicate] = []
         # decode each image once into a memory-mapped store shared by epochs, runs and trials
-        self.cache = cache
-        self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "images"
         self.image_cache = None
         self.samples: list[Sample] | None = None
         #: files of the data folder not used, and why; one line per kind of problem
         self.left_out: list[LeftOut] = []
         self.data_warnings: list[str] = []
         self.class_names: list[str] = []
-        self.datasets: dict[str, ImageClassificationDataset] = {}
+        self.datasets: dict[str, SampleDataset] = {}
+
+    def _preprocessing(self, keys: Mapping[str, Any]) -> Preprocessing:
+        """The preprocessing the keys describe, with the source's HU windows."""
+        keys = dict(keys)
+        windows = None
+        if isinstance(self.source, DecodingSource):
+            windows = self.source.preprocessing_record().get("dicom_windows")
+        mean, std = keys.get("mean", DEFAULT_MEAN), keys.get("std", DEFAULT_STD)
+        # mean/std "dataset": measured on the training split at setup, then recorded
+        self.dataset_statistics = "dataset" in (mean, std)
+        if self.dataset_statistics and keys.get("normalization", "fixed") != "fixed":
+            raise ConfigError(
+                f"data.mean/std=dataset measure fixed statistics; data.normalization="
+                f"{keys['normalization']!r} uses each image's own: choose one"
+            )
+        if keys.get("image_size") is None:  # built outside a run: conf/data/_base.yaml's
+            keys["image_size"] = config_default("data/_base", "image_size")
+        keys.setdefault("in_chans", 1)
+        keys["mean"] = DEFAULT_MEAN if mean == "dataset" else mean
+        keys["std"] = DEFAULT_STD if std == "dataset" else std
+        return Preprocessing(**keys, dicom_windows=windows)
+
+    # -- the settings by their old names (read by callbacks, benchmarks, reports) ----------
+    @property
+    def batch_size(self) -> int:
+        return self.loading.batch_size
+
+    @property
+    def seed(self) -> int:
+        return self.splits.seed
+
+    @property
+    def fold(self) -> int | None:
+        return self.splits.fold
+
+    @property
+    def folds(self) -> int:
+        return self.splits.folds
+
+    @property
+    def val_fraction(self) -> float:
+        return self.splits.val_fraction
+
+    @property
+    def test_fraction(self) -> float:
+        return self.splits.test_fraction
 
     # -- what the model needs to know -------------------------------------------------
     @property
@@ -233,11 +228,12 @@ class StrokeDataModule(L.LightningDataModule):
         samples, self.left_out = audit_samples(samples, where)
         self.left_out += left_out_files(self.source, samples, self.left_out)
         check_files(samples)
-        samples = apply_class_map(samples, self.class_map)
+        samples = apply_class_map(samples, self.sample_settings.class_map)
         if not samples:
-            raise DatasetError(f"data.class_map={self.class_map} drops every image of {where}")
-        self.class_names = resolve_classes(samples, self.requested_classes, where)
-        if self.resplit:
+            class_map = self.sample_settings.class_map
+            raise DatasetError(f"data.class_map={class_map} drops every image of {where}")
+        self.class_names = resolve_classes(samples, self.sample_settings.classes, where)
+        if self.splits.resplit:
             presplit = Counter(s.split for s in samples if s.split is not None)
             log.info("data.resplit: the source's splits %s pooled and split again", dict(presplit))
             samples = [replace(s, split=None) for s in samples]
@@ -249,7 +245,7 @@ class StrokeDataModule(L.LightningDataModule):
                 self.val_fraction,
                 self.test_fraction,
                 self.seed,
-                self.fold_split,
+                self.splits.fold_split,
             )
         else:
             self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
@@ -353,14 +349,14 @@ class StrokeDataModule(L.LightningDataModule):
         class_to_idx: dict[str, int],
         loader: Callable,
         transform: Callable | None,
-    ) -> ImageClassificationDataset:
+    ) -> SampleDataset:
         """The torch Dataset of one split."""
         neighbours = None
         if self.preprocessing.context_slices:
             from stroke.data.context import neighbour_indices
 
             neighbours = neighbour_indices(
-                samples, self.preprocessing.context_slices, self.slice_regex
+                samples, self.preprocessing.context_slices, self.sample_settings.slice_regex
             )
         return ImageClassificationDataset(
             samples, class_to_idx, loader, self.preprocessing, transform, neighbours
@@ -394,7 +390,7 @@ class StrokeDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require_setup()
-        pin = pin_memory(self.pin_memory)
+        pin = pin_memory(self.loading.pin_memory)
         # A last training batch of a single image breaks batch norm: drop that one image
         # (a different one each epoch, as the order is shuffled); other short batches stay.
         size = len(self.datasets[split])
@@ -417,7 +413,7 @@ class StrokeDataModule(L.LightningDataModule):
         """Shuffled, or with `data.sampler=weighted` drawn with probability 1 / (images of
         their class): balanced batches."""
         weights = None
-        if self.sampler == "weighted":
+        if self.loading.sampler == "weighted":
             counts = self.class_counts("train")
             targets = torch.tensor(self.datasets["train"].targets)
             weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]

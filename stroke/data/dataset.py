@@ -13,8 +13,12 @@ from stroke.data.samples import Sample
 from stroke.data.sampling import seed_transform
 
 
-class ImageClassificationDataset(Dataset):
-    """Samples of one split as (image tensor C x H x W, class index) pairs."""
+class SampleDataset(Dataset):
+    """What every task's dataset of one split shares: its samples, their image-level class
+    indices, the (cached or decoding) loader, the preprocessing and the seeded augmentation.
+
+    A task's dataset subclasses this and says what an item is (`__getitem__`).
+    """
 
     def __init__(
         self,
@@ -23,11 +27,8 @@ class ImageClassificationDataset(Dataset):
         loader: Callable[[Sample], np.ndarray],
         preprocessing: Preprocessing,
         transform: Callable | None = None,
-        neighbours: Sequence[Sequence[int]] | None = None,
     ) -> None:
         self.samples = list(samples)
-        #: 2.5D: the samples whose images are each sample's channels (stroke/data/context.py)
-        self.neighbours = neighbours
         self.targets = [class_to_idx[s.label] for s in self.samples]
         self.loader = loader
         self.preprocessing = preprocessing
@@ -44,6 +45,26 @@ class ImageClassificationDataset(Dataset):
         if seed is not None:
             seed_transform(self.transform, seed)
         return self.transform(**targets)
+
+    def __getitem__(self, index: int | tuple[int, int]):
+        raise NotImplementedError
+
+
+class ImageClassificationDataset(SampleDataset):
+    """Samples of one split as (image tensor C x H x W, class index) pairs."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        class_to_idx: dict[str, int],
+        loader: Callable[[Sample], np.ndarray],
+        preprocessing: Preprocessing,
+        transform: Callable | None = None,
+        neighbours: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        super().__init__(samples, class_to_idx, loader, preprocessing, transform)
+        #: 2.5D: the samples whose images are each sample's channels (stroke/data/context.py)
+        self.neighbours = neighbours
 
     def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, seed = split_index(index)

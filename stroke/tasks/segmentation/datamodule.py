@@ -16,13 +16,13 @@ import torch
 from tqdm import tqdm
 
 from stroke.data.datamodule import StrokeDataModule
-from stroke.data.dataset import ImageClassificationDataset, split_index
+from stroke.data.dataset import SampleDataset, split_index
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
 from stroke.tasks.segmentation.masks import ImageChannels, LesionMasks, MaskedLoader, split_channels
 
 
-class LesionSegmentationDataset(ImageClassificationDataset):
+class LesionSegmentationDataset(SampleDataset):
     """Samples of one split as (image C x H x W, mask H x W of class indices, image class).
 
     The loader gives the letterboxed image with its raw mask as a last channel; the mask's
