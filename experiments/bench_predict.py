@@ -45,7 +45,7 @@ def untrained_checkpoint(name: str, image_size: int, in_chans: int, folder: Path
     """A checkpoint file with the layout stroke-train writes (weights_only-loadable)."""
     classes = ["none", "hemorrhage"]
     module = StrokeClassifier(
-        backbone={"name": name}, num_classes=2, in_chans=in_chans, class_names=classes
+        backbone={"name": name}, num_classes=2, input_channels=in_chans, class_names=classes
     )
     path = folder / f"{name}.ckpt"
     torch.save(

@@ -15,10 +15,11 @@ from commands import run_main
 from conftest import run_module
 from fastapi.testclient import TestClient
 
-from stroke.checkpoint import RECORD_KEY, CheckpointRecord, read_checkpoint
+from stroke.checkpoint import FORMAT_VERSION, RECORD_KEY, CheckpointRecord, read_checkpoint
 from stroke.cli import predict as predict_cli
 from stroke.errors import CheckpointError
 from stroke.serve import ServedModel, ServeSettings, create_app
+from stroke.tasks.classification.checkpoint import load_classifier
 from stroke.tasks.registry import TaskParts, get_task, register_task, task_of, unregister_task
 
 #: 6c8ce0b's module paths in a run's composed config (classes that moved since)
@@ -34,6 +35,8 @@ def write_version_0(checkpoint: Path, out: Path) -> Path:
     its class name; a segmenter's task in its hyper-parameters."""
     content = torch.load(checkpoint, map_location="cpu", weights_only=True)
     record = CheckpointRecord.from_dict(content.pop(RECORD_KEY))
+    hparams = content["hyper_parameters"]
+    hparams["in_chans"] = hparams.pop("input_channels")  # the network's, as versions 0-1 said
     state = {**record.preprocessing, **record.data, "class_names": record.class_names}
     if record.task == "segmentation":
         content["hyper_parameters"]["task"] = "segmentation"
@@ -41,6 +44,17 @@ def write_version_0(checkpoint: Path, out: Path) -> Path:
     else:
         content["StrokeDataModule"] = state
     out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(content, out)
+    return out
+
+
+def write_version_1(checkpoint: Path, out: Path) -> Path:
+    """`checkpoint` as main wrote it on 2026-12-03: the record at format version 1, and the
+    network's input channels under the hyper-parameter `in_chans`."""
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    content[RECORD_KEY]["format_version"] = 1
+    hparams = content["hyper_parameters"]
+    hparams["in_chans"] = hparams.pop("input_channels")
     torch.save(content, out)
     return out
 
@@ -58,6 +72,19 @@ def version_0_run(run_dir: Path, out: Path) -> Path:
     return out
 
 
+def test_a_version_1_checkpoint_loads_with_its_channels_under_the_new_name(trained_run, tmp_path):
+    """Versions 0 and 1 said `in_chans` for the network's channels; the loaded classifier calls
+    them input_channels and gives the same outputs as the current file."""
+    new = trained_run / "checkpoints" / "last.ckpt"
+    old = write_version_1(new, tmp_path / "v1.ckpt")
+    assert "input_channels" not in torch.load(old, weights_only=True)["hyper_parameters"]
+    before, after = load_classifier(old), load_classifier(new)
+    assert before.input_channels == after.input_channels == 1
+    images = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(before.net(images), after.net(images))
+
+
 def probabilities(csv_path: Path) -> dict[str, list[float]]:
     with csv_path.open() as fh:
         rows = list(csv.DictReader(fh))
@@ -70,7 +97,7 @@ def probabilities(csv_path: Path) -> dict[str, list[float]]:
 def test_training_writes_one_record_with_task_classes_and_preprocessing(trained_run):
     content = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
     record = content[RECORD_KEY]
-    assert record["format_version"] == 1 and record["task"] == "classification"
+    assert record["format_version"] == FORMAT_VERSION and record["task"] == "classification"
     assert record["class_names"] == ["normal", "hemorrhagic", "ischemic"]
     assert record["preprocessing"]["image_size"] == 32
     assert record["preprocessing"]["in_chans"] == 1

@@ -60,7 +60,7 @@ def test_the_dataset_stacks_the_neighbours_as_channels(tmp_path):
         mean=0.0, std=1.0, context_slices=1, slice_regex=r"_s(\d+)\.",
     )  # fmt: skip
     dm.setup("fit")
-    assert dm.model_arguments()["in_chans"] == 3
+    assert dm.model_arguments()["input_channels"] == 3
     dataset = dm.datasets["train"]
     for index, sample in enumerate(dataset.samples):
         tensor, _ = dataset[index]

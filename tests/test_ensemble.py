@@ -122,7 +122,8 @@ def test_flip_tta_of_training_is_the_predictors_flip_tta():
     from stroke.tasks.classification.module import StrokeClassifier
 
     torch.manual_seed(0)
-    module = StrokeClassifier({"name": "cnn_small"}, num_classes=2, in_chans=1, tta=True).eval()
+    module = StrokeClassifier({"name": "cnn_small"}, num_classes=2, input_channels=1, tta=True)
+    module.eval()
     x = torch.randn(3, 1, 32, 32)
     expected = class_probabilities(TorchBackend(module.net), x.numpy(), flip_tta=True)
     got = FlipAverage(module.net)(x).softmax(1).detach().numpy()

@@ -119,8 +119,8 @@ def test_checkpoint_and_data_that_disagree_get_an_error_naming_both(trained_run)
     with pytest.raises(ConfigError) as err:
         classifier.check_matches(["normal", "stroke"], 3, "the data")
     message = str(err.value)
-    assert "['normal', 'hemorrhagic', 'ischemic'] with in_chans=1" in message
-    assert "['normal', 'stroke'] with in_chans=3" in message
+    assert "['normal', 'hemorrhagic', 'ischemic'] with 1 input channels" in message
+    assert "['normal', 'stroke'] with 3;" in message
 
 
 def test_stroke_eval_refuses_mismatched_data(trained_run, monkeypatch):
@@ -131,7 +131,7 @@ def test_stroke_eval_refuses_mismatched_data(trained_run, monkeypatch):
     ]
     cfg = compose_eval(overrides)
     monkeypatch.setattr("stroke.cli.eval._cli_overrides", lambda: overrides[1:])
-    with pytest.raises(ConfigError, match="in_chans=1, but the data .* in_chans=3"):
+    with pytest.raises(ConfigError, match="with 1 input channels, but the data .* with 3;"):
         evaluate_checkpoint(cfg)
 
 

@@ -167,8 +167,8 @@ def test_stroke_export_matches_pytorch_and_onnx_predicts_the_same(
 def test_onnx_matches_pytorch_for_shipped_backbones(name, tmp_path):
     torch.manual_seed(0)
     net = create_model(name, num_classes=3, in_chans=1).eval()
-    path = export_onnx(net, tmp_path / f"{name}.onnx", in_chans=1, image_size=64)
-    assert max_abs_difference(net, path, in_chans=1, image_size=64, batch_size=3) < 1e-4
+    path = export_onnx(net, tmp_path / f"{name}.onnx", input_channels=1, image_size=64)
+    assert max_abs_difference(net, path, input_channels=1, image_size=64, batch_size=3) < 1e-4
 
 
 def _keep_images(paths, preprocessing):

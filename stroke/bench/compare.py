@@ -125,13 +125,13 @@ def timm_comparison(bench: Bench, report: Report) -> None:
             f"one training epoch has {bench._batches_per_epoch()} batches; "
             f"bench.warmup_steps={bench.warmup} leaves none to time"
         )
-    batch_shape = (dm.batch_size, dm.in_chans, dm.image_size, dm.image_size)
+    batch_shape = (dm.batch_size, dm.input_channels, dm.image_size, dm.image_size)
     backbone = dict(cfg.model.backbone)
     batches = take_batches(dm.train_dataloader(), bench.warmup + steps, bench.device)
     rates: dict[str, Timing] = {"timm": Timing(), "memory": Timing(), "cache": Timing()}
     device, warmup = bench.device, bench.warmup
     for _ in range(max(1, int(cfg.bench.repeats))):  # interleaved: other load hits all alike
-        net = create_model(num_classes=dm.num_classes, in_chans=dm.in_chans, **backbone)
+        net = create_model(num_classes=dm.num_classes, in_chans=dm.input_channels, **backbone)
         precision, channels_last = bench.precision, bench.channels_last
         reference = timm_method_loop(
             net, dm.num_classes, batch_shape, device, precision, channels_last, warmup, steps
@@ -158,7 +158,7 @@ def timm_comparison(bench: Bench, report: Report) -> None:
         name, note = f"train: stroke-train loop, {measure}", f"**{ratio:.3f}** of timm's method"
         report.add(f"train_{key}_img_s", name, speed[key], "img/s", note)
         report.figures[f"timm_ratio_{key}"] = round(ratio, 4)
-    flops = training_flops(bench.make_module().net, dm.in_chans, dm.image_size)
+    flops = training_flops(bench.make_module().net, dm.input_channels, dm.image_size)
     name, note = "model: FLOPs per training image", "forward + backward, torch.utils.flop_counter"
     report.add("train_gflop_per_img", name, flops / 1e9, "GFLOP", note)
     achieved = flops * speed["memory"] / 1e12

@@ -245,7 +245,7 @@ class Bench:
 
         def module() -> L.LightningModule:
             module = self.make_module()
-            module.net = trivial_network(self.cached.in_chans, self.cached.num_classes)
+            module.net = trivial_network(self.cached.input_channels, self.cached.num_classes)
             return module
 
         plain, framework = Timing(), Timing()

@@ -29,7 +29,7 @@ from typing import Any
 from stroke.data.preprocessing import PREPROCESSING_FIELDS
 
 #: the format written by this version; `upgrade.upgrade` brings older files to it
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: the checkpoint entry holding stroke's record
 RECORD_KEY = "stroke"
 #: the task of a version-0 checkpoint without one in its hyper-parameters

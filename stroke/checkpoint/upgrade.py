@@ -4,6 +4,11 @@ Version 0 (main up to 2026-12-02, e.g. 6c8ce0b) had no `stroke` record: the task
 hyper-parameter of segmenters only (classifiers had none), and the datamodule's state, under
 its class name, held the preprocessing record, the classes and a segmenter's mask record.
 Classes that moved keep their old `_target_` working in run configs through `MOVED_TARGETS`.
+
+Version 1 (2026-12-03) named the network's input channels `in_chans` in the module's
+hyper-parameters, the name `data.in_chans` has for the channels of one slice; version 2
+calls them `input_channels` (in_chans x (2k + 1) with k context slices), so `in_chans`
+means one thing.
 """
 
 from __future__ import annotations
@@ -35,14 +40,24 @@ def upgrade(checkpoint: dict, path: Path) -> dict:
     record = checkpoint.get(RECORD_KEY)
     if record is None:
         checkpoint[RECORD_KEY] = _record_of_version_0(checkpoint).to_dict()
-        return checkpoint
-    version = record.get("format_version") if isinstance(record, dict) else None
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(
-            f"ckpt_path={str(path)!r} has checkpoint format version {version!r}; this stroke "
-            f"reads versions 0 to {FORMAT_VERSION} (a newer stroke wrote it: upgrade stroke)"
-        )
+        version = 0
+    else:
+        version = record.get("format_version") if isinstance(record, dict) else None
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise CheckpointError(
+                f"ckpt_path={str(path)!r} has checkpoint format version {version!r}; this "
+                f"stroke reads versions 0 to {FORMAT_VERSION} (a newer stroke wrote it: "
+                "upgrade stroke)"
+            )
+    if version < 2:
+        _rename_input_channels(checkpoint.get("hyper_parameters"))
     return checkpoint
+
+
+def _rename_input_channels(hparams) -> None:
+    """Versions 0 and 1: the network's input channels were the hyper-parameter `in_chans`."""
+    if isinstance(hparams, dict) and "in_chans" in hparams and "input_channels" not in hparams:
+        hparams["input_channels"] = hparams.pop("in_chans")
 
 
 def _record_of_version_0(checkpoint: dict) -> CheckpointRecord:

@@ -53,4 +53,4 @@ def checkpoint_net_weights(path: Path, name: str, out_dir: Path) -> tuple[Path, 
     weights = {k: v.contiguous() for k, v in trained_net_state(checkpoint).items()}
     out = Path(out_dir) / f"{name}.safetensors"
     save_file(weights, str(out))
-    return out, int(checkpoint["hyper_parameters"].get("in_chans", 1))
+    return out, int(checkpoint["hyper_parameters"].get("input_channels", 1))

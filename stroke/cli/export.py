@@ -40,8 +40,8 @@ def export_checkpoint(cfg: DictConfig) -> tuple[Path, float]:
     output = Path(cfg.output_path) if cfg.output_path else model.path.with_suffix(".onnx")
     metadata["image_size"] = int(image_size)
     size = int(image_size)
-    export_onnx(model.net, output, model.in_chans, size, metadata, cfg.opset, outputs)
-    difference = max_abs_difference(model.net, output, model.in_chans, size)
+    export_onnx(model.net, output, model.input_channels, size, metadata, cfg.opset, outputs)
+    difference = max_abs_difference(model.net, output, model.input_channels, size)
     return output, difference
 
 

@@ -165,8 +165,13 @@ class StrokeDataModule(L.LightningDataModule):
 
     @property
     def in_chans(self) -> int:
-        """Channels of the model input (1 or 3)."""
+        """Channels of one slice (1 or 3): `data.in_chans`."""
         return self.preprocessing.in_chans
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network's input: `in_chans` per slice, 2k + 1 slices with context."""
+        return self.preprocessing.channels
 
     @property
     def num_classes(self) -> int:
@@ -184,7 +189,7 @@ class StrokeDataModule(L.LightningDataModule):
         return {
             "num_classes": self.num_classes,
             # 2.5D: the slice's channels and its neighbours'
-            "in_chans": self.preprocessing.channels,
+            "input_channels": self.input_channels,
             "class_names": list(self.class_names),
             "class_counts": self.class_counts("train"),
         }

@@ -26,7 +26,7 @@ METADATA_KEY = "stroke"
 def export_onnx(
     net: nn.Module,
     path: str | Path,
-    in_chans: int,
+    input_channels: int,
     image_size: int,
     metadata: Mapping[str, object] | None = None,
     opset: int = 18,
@@ -43,7 +43,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = net.eval()
-    example = torch.randn(2, in_chans, image_size, image_size)
+    example = torch.randn(2, input_channels, image_size, image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's own progress and deprecation chatter
@@ -86,13 +86,13 @@ def read_onnx_metadata(path: str | Path) -> dict[str, object] | None:
 
 
 def max_abs_difference(
-    net: nn.Module, onnx_path: str | Path, in_chans: int, image_size: int, batch_size: int = 3
+    net: nn.Module, onnx_path: str | Path, input_channels: int, image_size: int, batch_size: int = 3
 ) -> float:
     """Largest |PyTorch - ONNX Runtime| output value on a seeded random batch (every output)."""
     import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(batch_size, in_chans, image_size, image_size, generator=generator)
+    images = torch.randn(batch_size, input_channels, image_size, image_size, generator=generator)
     with torch.no_grad():
         expected = net.eval()(images)
     expected = [t.numpy() for t in (expected if isinstance(expected, tuple | list) else [expected])]

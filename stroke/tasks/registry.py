@@ -31,7 +31,7 @@ class TaskParts:
     """What every task provides to the shared commands.
 
     load(path, checkpoint) -> the trained model in eval mode (with `.net`, `.preprocessing`,
-        `.in_chans`, `.path` and `.metadata()` for an ONNX file);
+        `.input_channels`, `.path` and `.metadata()` for an ONNX file);
     evaluate(cfg, paths, data_cfg, origin, overrides) -> stroke-eval's result (the report);
     predict(cfg) -> (csv path, files, failures) for stroke-predict;
     onnx_outputs(model) -> the names of the exported model's outputs;

@@ -31,7 +31,8 @@ class LoadedClassifier:
 
     net: nn.Module
     class_names: list[str]
-    in_chans: int
+    #: the network's input channels: data.in_chans per slice x (2k + 1) context slices
+    input_channels: int
     preprocessing: Preprocessing | None
     backbone: dict
     path: Path
@@ -41,14 +42,15 @@ class LoadedClassifier:
     #: unless told otherwise (`tta=true|false`)
     tta: bool = False
 
-    def check_matches(self, class_names: Sequence[str], in_chans: int, where: str) -> None:
+    def check_matches(self, class_names: Sequence[str], input_channels: int, where: str) -> None:
         """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
-        if list(class_names) != self.class_names or in_chans != self.in_chans:
+        if list(class_names) != self.class_names or input_channels != self.input_channels:
             raise CheckpointError(
                 f"checkpoint {self.path} was trained on classes {self.class_names} with "
-                f"in_chans={self.in_chans}, but {where} gives classes {list(class_names)} with "
-                f"in_chans={in_chans}; evaluate it on data with the same classes (data.classes, "
-                "data.class_map) and channels (data.in_chans)"
+                f"{self.input_channels} input channels, but {where} gives classes "
+                f"{list(class_names)} with {input_channels}; evaluate it on data with the same "
+                "classes (data.classes, data.class_map) and channels (data.in_chans per slice, "
+                "data.context_slices)"
             )
 
     def metadata(self) -> dict[str, object]:
@@ -76,12 +78,13 @@ def load_classifier(path: str | Path, checkpoint: dict | None = None) -> LoadedC
         )
     # the weights come from the checkpoint: never download or read pretrained ones again
     backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
-    net = create_model(num_classes=hparams["num_classes"], in_chans=hparams["in_chans"], **backbone)
+    channels = int(hparams["input_channels"])
+    net = create_model(num_classes=hparams["num_classes"], in_chans=channels, **backbone)
     load_trained_weights(net, checkpoint)
     return LoadedClassifier(
         net=net,
         class_names=list(hparams["class_names"]),
-        in_chans=int(hparams["in_chans"]),
+        input_channels=channels,
         preprocessing=checkpoint_preprocessing(checkpoint, path),
         backbone=dict(hparams["backbone"]),
         path=path,

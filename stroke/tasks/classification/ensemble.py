@@ -74,11 +74,11 @@ def load_ensemble(ckpt_path) -> LoadedClassifier:
         same_prep = (first.preprocessing and first.preprocessing.record()) == (
             other.preprocessing and other.preprocessing.record()
         )
-        if other.class_names != first.class_names or other.in_chans != first.in_chans:
+        if other.class_names != first.class_names or other.input_channels != first.input_channels:
             raise CheckpointError(
                 f"ensemble members disagree: {first.path} has classes {first.class_names} "
-                f"(in_chans={first.in_chans}), {other.path} has {other.class_names} "
-                f"(in_chans={other.in_chans})"
+                f"({first.input_channels} input channels), {other.path} has {other.class_names} "
+                f"({other.input_channels})"
             )
         if not same_prep:
             raise CheckpointError(
@@ -89,7 +89,7 @@ def load_ensemble(ckpt_path) -> LoadedClassifier:
     return LoadedClassifier(
         net=ProbabilityMean([m.net for m in members]).eval(),
         class_names=first.class_names,
-        in_chans=first.in_chans,
+        input_channels=first.input_channels,
         preprocessing=first.preprocessing,
         backbone={"name": f"mean of {len(members)} x {'+'.join(names)}"},
         path=first.path,

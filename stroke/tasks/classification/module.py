@@ -31,7 +31,7 @@ class StrokeClassifier(TaskModule):
         self,
         backbone: Mapping[str, Any],
         num_classes: int,
-        in_chans: int = 1,
+        input_channels: int = 1,
         class_names: Sequence[str] | None = None,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
@@ -54,7 +54,7 @@ class StrokeClassifier(TaskModule):
             {
                 "backbone": backbone,
                 "num_classes": num_classes,
-                "in_chans": in_chans,
+                "input_channels": input_channels,
                 "class_names": class_names,
                 "optimizer": optimizer,
                 "scheduler": scheduler,
@@ -68,7 +68,7 @@ class StrokeClassifier(TaskModule):
             }
         )
         self.class_names = class_names
-        self.net = create_model(num_classes=num_classes, in_chans=in_chans, **backbone)
+        self.net = create_model(num_classes=num_classes, in_chans=input_channels, **backbone)
         self.criterion = nn.CrossEntropyLoss(
             weight=self._class_weights(class_weighting, class_counts, num_classes),
             label_smoothing=label_smoothing,

@@ -62,7 +62,7 @@ def _model_description(cfg: DictConfig):
                 "without its run directory); give image_size= (normalization then defaults "
                 "to the datamodule's mean 0.5, std 0.25)"
             )
-        preprocessing = Preprocessing(overrides["image_size"], classifier.in_chans)
+        preprocessing = Preprocessing(overrides["image_size"], classifier.input_channels)
     elif overrides:
         log.warning(
             "image_size=%s overrides the %s px the model was trained at",

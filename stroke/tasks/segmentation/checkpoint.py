@@ -32,7 +32,8 @@ class LoadedSegmenter:
     lesion_classes: list[str]
     #: the image classes (a joint model's head predicts them)
     class_names: list[str]
-    in_chans: int
+    #: the network's input channels: data.in_chans per slice x (2k + 1) context slices
+    input_channels: int
     preprocessing: Preprocessing | None
     joint: bool
     description: str
@@ -76,7 +77,7 @@ def load_segmenter(path: str | Path, checkpoint: dict | None = None) -> LoadedSe
         net=net,
         lesion_classes=list(hparams["lesion_classes"]),
         class_names=list(hparams["class_names"]),
-        in_chans=int(hparams["in_chans"]),
+        input_channels=int(hparams["input_channels"]),
         preprocessing=checkpoint_preprocessing(checkpoint, path),
         joint=joint,
         description=describe(hparams),

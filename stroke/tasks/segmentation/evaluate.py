@@ -33,14 +33,15 @@ def segmentation_data_config(data_cfg: DictConfig, segmenter: LoadedSegmenter) -
 
 def check_matches(segmenter: LoadedSegmenter, datamodule, where: str) -> None:
     """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
-    ours = (segmenter.lesion_classes, segmenter.in_chans)
-    theirs = (datamodule.lesion_classes, datamodule.in_chans)
+    ours = (segmenter.lesion_classes, segmenter.input_channels)
+    theirs = (datamodule.lesion_classes, datamodule.input_channels)
     if ours != theirs:
         raise ConfigError(
             f"checkpoint {segmenter.path} segments {segmenter.lesion_classes} with "
-            f"in_chans={segmenter.in_chans}, but {where} gives lesion classes "
-            f"{datamodule.lesion_classes} with in_chans={datamodule.in_chans}; evaluate it on "
-            "data with the same data.masks and data.in_chans"
+            f"{segmenter.input_channels} input channels, but {where} gives lesion classes "
+            f"{datamodule.lesion_classes} with {datamodule.input_channels}; evaluate it on "
+            "data with the same data.masks and channels (data.in_chans per slice, "
+            "data.context_slices)"
         )
     if segmenter.joint and segmenter.class_names != datamodule.class_names:
         raise ConfigError(
