@@ -271,3 +271,15 @@ def test_a_crafted_checkpoint_is_refused_in_our_one_line_only(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "cannot be loaded safely" in lines[0] and "Crafted" in lines[0]
     assert "UserWarning" not in result.stderr and "weights_only=False" not in result.stderr
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_lazy_read_gives_the_same_checkpoint(tmp_path, zipped):
+    """The task check reads checkpoints lazily (tensors memory-mapped); the legacy non-zip
+    format cannot be mapped and is read whole instead."""
+    path = tmp_path / "model.ckpt"
+    content = {"state_dict": {"w": torch.arange(4.0)}, "hyper_parameters": {"in_chans": 1}}
+    torch.save(content, path, _use_new_zipfile_serialization=zipped)
+    lazy, whole = read_checkpoint(path, lazy=True), read_checkpoint(path)
+    assert torch.equal(lazy["state_dict"]["w"], whole["state_dict"]["w"])
+    assert lazy["hyper_parameters"] == whole["hyper_parameters"] == {"input_channels": 1}

@@ -12,9 +12,13 @@ from stroke.checkpoint.upgrade import upgrade
 from stroke.errors import CheckpointError
 
 
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, lazy: bool = False) -> dict:
     """The checkpoint's contents in the current format, loaded with weights_only=True
-    (tensors and plain values only) and upgraded when older."""
+    (tensors and plain values only) and upgraded when older.
+
+    `lazy=True` memory-maps the tensors instead of reading them: what a command needs to
+    learn a checkpoint's task and record before it loads the weights costs the record only.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
@@ -22,7 +26,7 @@ def read_checkpoint(path: str | Path) -> dict:
         with warnings.catch_warnings():
             # torch warns about the file's pickle before refusing it: our line says it all
             warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = _load(path, lazy)
     except Exception as err:  # an unpickling error names the offending global
         raise CheckpointError(f"ckpt_path={str(path)!r} {_unreadable(err)}") from err
     if not isinstance(checkpoint, dict):
@@ -35,6 +39,15 @@ def read_checkpoint(path: str | Path) -> dict:
             f"ckpt_path={str(path)!r} is not a stroke-train checkpoint: it has no {missing}"
         )
     return upgrade(checkpoint, path)
+
+
+def _load(path: Path, lazy: bool):
+    if lazy:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # torch's legacy (non-zip) format cannot be memory-mapped
+            pass
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unreadable(err: Exception) -> str:

@@ -99,7 +99,8 @@ def task_of_checkpoints(paths: Iterable[Path]) -> TaskParts:
     from stroke.checkpoint import read_checkpoint
 
     paths = list(paths)
-    tasks = {task_of(read_checkpoint(p), p).name for p in paths}
+    # the record only (tensors memory-mapped, not read): the task's loader reads the weights
+    tasks = {task_of(read_checkpoint(p, lazy=True), p).name for p in paths}
     if len(tasks) > 1:
         raise ConfigError(f"ckpt_path= mixes checkpoints of tasks {sorted(tasks)}")
     task = get_task(tasks.pop())
