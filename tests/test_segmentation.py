@@ -431,5 +431,9 @@ def test_stroke_serve_shows_the_lesion_area_stroke_predict_writes(
             sizes = {p.name: Image.open(p).size for p in inputs.iterdir()}
             assert expected == {k: w * h for k, (w, h) in sizes.items()}
             assert all(len(v["outline"]) == 1 for v in served.values())
-    with pytest.raises(ConfigError, match="seg_ckpt_path=.*classification .*not a segmenter"):
-        serve_segmenter(classifier)
+    from stroke.cli.serve import served
+
+    with pytest.raises(
+        ConfigError, match="seg_ckpt_path=.*a classification checkpoint; .*ckpt_path="
+    ):
+        served(classifier, "seg_ckpt_path")

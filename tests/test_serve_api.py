@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from stroke.cli.predict import run_prediction
+from stroke.cli.serve import served
 from stroke.errors import ConfigError
 from stroke.evaluation.patient import aggregate_by_patient
 from stroke.serve import LesionMask, ServedModel, ServeSettings, create_app
@@ -29,7 +30,6 @@ from stroke.serve.security import same_origin_path as same_origin
 from stroke.serve.settings import TOKEN_ENV
 from stroke.serve.worker import InferenceWorker, WorkerBusy
 from stroke.tasks.classification.decision import decision_rule
-from stroke.tasks.segmentation.serve import load_served_segmenter
 
 CQ500_DIR = SHARED_DATASETS / CQ500 / "CQ500-CT-0"
 TOKEN = "s3cret-token-for-tests"
@@ -412,12 +412,12 @@ def test_a_segmenter_adds_the_lesion_outline_and_area(dicom_model, upload_root):
 
 
 def test_seg_ckpt_path_must_name_a_readable_segmentation_checkpoint(tmp_path):
-    assert load_served_segmenter(None) is None
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_served_segmenter(tmp_path / "missing.ckpt")
+    assert served(None, "seg_ckpt_path") is None
+    with pytest.raises(ConfigError, match="seg_ckpt_path=.*missing.ckpt.*does not exist"):
+        served(tmp_path / "missing.ckpt", "seg_ckpt_path")
     (tmp_path / "seg.ckpt").write_bytes(b"x")
     with pytest.raises(ConfigError, match="seg_ckpt_path=.*seg.ckpt.*not a readable"):
-        load_served_segmenter(tmp_path / "seg.ckpt")
+        served(tmp_path / "seg.ckpt", "seg_ckpt_path")
 
 
 def test_the_serve_config_composes_with_its_defaults():

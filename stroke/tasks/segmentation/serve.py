@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from stroke.data.images import letterbox
-from stroke.errors import ConfigError, DatasetError, StrokeError
+from stroke.errors import ConfigError, DatasetError
+from stroke.tasks.segmentation.checkpoint import load_segmenter
 
 
 @dataclass(frozen=True)
@@ -106,20 +107,8 @@ class CheckpointSegmenter:
         return LesionMask(square.astype(bool), area_px, area_mm2)
 
 
-def load_served_segmenter(
-    seg_ckpt_path: str | Path | None, device: str = "cpu"
-) -> LesionSegmenter | None:
+def load_served_segmenter(seg_ckpt_path: str | Path, device: str = "cpu") -> LesionSegmenter:
     """The segmenter of a segmentation checkpoint (`stroke-train
-    experiment=lesion_segmentation`); None without one."""
-    if not seg_ckpt_path:
-        return None
-    path = Path(seg_ckpt_path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"seg_ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
-    from stroke.tasks.segmentation.checkpoint import load_segmenter as load_checkpoint
-
-    try:
-        loaded = load_checkpoint(path)
-    except StrokeError as err:  # the checkpoint's messages name ckpt_path=; here it is this key
-        raise type(err)(str(err).replace("ckpt_path=", "seg_ckpt_path=", 1)) from None
-    return CheckpointSegmenter(loaded, device)
+    experiment=lesion_segmentation`); `stroke-serve` (cli/serve.served) checks the path and
+    names its key in the messages, as for every task's serve part."""
+    return CheckpointSegmenter(load_segmenter(Path(seg_ckpt_path).expanduser()), device)
