@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from stroke.data.readers import image_suffixes
 from stroke.data.samples import SPLITS, Sample
 from stroke.errors import DatasetError
 
@@ -176,8 +177,6 @@ def _walk(root: Path, ignored: set[str]) -> Iterable[tuple[Path, str]]:
 
 def _reason(path: Path, root: Path, source: object) -> tuple[str, bool]:
     """Why a file no sample uses is left out, and whether that deserves a warning."""
-    from stroke.data.sources import IMAGE_EXTENSIONS
-
     relative = path.relative_to(root)
     suffix = _suffix(path)
     if path.is_symlink() and not path.exists():
@@ -188,13 +187,13 @@ def _reason(path: Path, root: Path, source: object) -> tuple[str, bool]:
         return f"not an image ({suffix})", False
     kind = type(source).__name__
     if kind in ("FolderSource", "PresplitSource"):
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if path.suffix.lower() in image_suffixes():
             return "an image outside the class folders", True
         return f"not read by {kind} ({suffix or 'no extension'}): e.g. data=dicom reads DICOM", True
     if kind == "CsvSource":
         return (
             f"not listed in {Path(source.csv_path).name}",
-            path.suffix.lower() in IMAGE_EXTENSIONS,
+            path.suffix.lower() in image_suffixes(),
         )
     return f"not used by {kind}", True
 

@@ -109,9 +109,10 @@ def unletterbox(
 class ImageLoader:
     """Reads a sample and brings it to the working resolution: the slow, cacheable step.
 
-    Image files are decoded by `read_image`; a source that knows its own format (DICOM
-    in HU, NIfTI slices) passes its `read(sample, in_chans)` as `reader`. The letterbox
-    to `image_size` is the same for every source.
+    `reader(sample, in_chans)` decodes: `Preprocessing.loader` passes the reader registry's
+    `FileReader` (every format, by content) or a source's own `read` (DICOM in HU, NIfTI
+    slices); None decodes image files with `read_image`. The letterbox to `image_size` is
+    the same for every source.
     """
 
     def __init__(

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from stroke.data.images import ImageLoader, letterbox, letterbox_box, read_image, unletterbox
+from stroke.data.images import ImageLoader, letterbox, letterbox_box, unletterbox
+from stroke.data.readers import FileReader
 from stroke.data.samples import Sample
-from stroke.errors import ConfigError, DatasetError
+from stroke.errors import ConfigError
 
 #: Normalisation of the 0..1 pixel range when a config sets none: a windowed CT slice is
 #: mostly air (0) and brain (mid-grey), so 0.5 +- 0.25 puts it near zero mean, unit spread.
 DEFAULT_MEAN = 0.5
 DEFAULT_STD = 0.25
-#: Files taken for DICOM by their suffix; others are opened for the DICOM marker unless
-#: their suffix says image.
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
 #: contrast equalisation of the uint8 image before normalisation (None: none)
 EQUALIZE = (None, "clahe", "histogram")
 #: fixed: (x - mean) / std with the recorded values; image: each image (each channel) to
@@ -52,18 +49,6 @@ def per_channel(value: float | Sequence[float], in_chans: int, key: str) -> tupl
     if len(values) != in_chans:
         raise ConfigError(f"{key} has {len(values)} values for in_chans={in_chans}")
     return tuple(values)
-
-
-def is_dicom_file(path: Path) -> bool:
-    """By suffix; a file with none (or an unknown one) is opened for the DICOM marker."""
-    from stroke.data.sources import IMAGE_EXTENSIONS
-
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS:
-        return False
-    from stroke.data.dicom_pixels import has_dicom_preamble
-
-    return suffix in DICOM_EXTENSIONS or has_dicom_preamble(path)
 
 
 @dataclass(frozen=True)
@@ -164,14 +149,18 @@ class Preprocessing:
     def loader(self, reader: Reader | None = None) -> ImageLoader:
         """Decode a sample and letterbox it to uint8 `image_size`^2 x `in_chans` (cacheable).
 
-        `reader` decodes a format the generic image reader cannot (a DICOM or NIfTI source's
-        `read`); None reads image files.
+        `reader` is a source's own decoding (a DICOM or NIfTI source's `read`, which knows
+        its windows and frames); None reads any format of the registry (stroke.data.readers),
+        HU formats through `dicom_windows`: the same reader training's image sources,
+        stroke-predict and stroke-serve use.
         """
-        return ImageLoader(self.image_size, self.in_chans, reader=reader)
+        return ImageLoader(
+            self.image_size, self.in_chans, reader=reader or FileReader(self.dicom_windows)
+        )
 
     def file_loader(self) -> ImageLoader:
-        """The loader for files named at inference: images, and DICOM through `dicom_windows`."""
-        return self.loader(_InputFileReader(self.dicom_windows))
+        """The loader for files named at inference (every registered format): `loader()`."""
+        return self.loader()
 
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
         """A label mask (H x W integers) letterboxed like its image, nearest neighbour.
@@ -259,31 +248,3 @@ class Preprocessing:
 
 #: the fields of `Preprocessing`, the keys of its `record()`: declared once, by the dataclass
 PREPROCESSING_FIELDS = tuple(f.name for f in fields(Preprocessing))
-
-
-class _InputFileReader:
-    """Reads an image file, or a DICOM file through the HU windows the model was trained with."""
-
-    def __init__(self, dicom_windows: Sequence | None) -> None:
-        self.windows = None
-        if dicom_windows is not None:
-            from stroke.data.windowing import resolve_window
-
-            self.windows = [resolve_window(w, "dicom_windows") for w in dicom_windows]
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(windows={self.windows})"
-
-    def __call__(self, sample: Sample, in_chans: int) -> np.ndarray:
-        path = sample.path
-        if not is_dicom_file(path):
-            return read_image(path, in_chans)
-        if self.windows is None:
-            raise DatasetError(
-                f"{path} is a DICOM file, but this model was trained on image files and "
-                "records no HU window to read it with; predict on the images it was trained "
-                "on, or train with data=dicom"
-            )
-        from stroke.data.dicom_pixels import read_dicom_image
-
-        return read_dicom_image(path, self.windows, in_chans)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from stroke.data.label_table import read_csv_rows
+from stroke.data.readers import image_suffixes
 from stroke.data.samples import Sample, compile_patient_regex, patient_id_from_name
 from stroke.errors import DatasetError
 
@@ -52,7 +53,6 @@ class DecodingSource(ImageSource, Protocol):
         ...
 
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 #: Folder names accepted for each split of a pre-split dataset (compared case-insensitively).
 SPLIT_FOLDER_NAMES = {
     "train": ("train", "training"),
@@ -80,6 +80,7 @@ def _images_under(folder: Path) -> list[Path]:
     os.walk rather than Path.rglob: an archive's hundreds of thousands of files are
     listed several times faster, in the same order.
     """
+    suffixes = image_suffixes()  # the registry's single-image formats (stroke.data.readers)
     found: list[tuple[tuple[str, ...], str, str]] = []
     for current, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -87,7 +88,7 @@ def _images_under(folder: Path) -> list[Path]:
         found.extend(
             ((*parts, name), current, name)
             for name in files
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes
         )
     found.sort()  # by path components: the order of sorted Path objects, at tuple speed
     return [Path(current, name) for _, current, name in found]
@@ -145,7 +146,7 @@ class FolderSource:
             if not images:
                 raise DatasetError(
                     f"class folder {class_dir} holds no images "
-                    f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                    f"(looked for {', '.join(sorted(image_suffixes()))}); "
                     "remove it or add its images"
                 )
             samples.extend(

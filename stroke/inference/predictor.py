@@ -17,25 +17,24 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from stroke.data.images import ImageLoader
-from stroke.data.preprocessing import DICOM_EXTENSIONS, Preprocessing
-from stroke.data.sources import IMAGE_EXTENSIONS
+from stroke.data.preprocessing import Preprocessing
+from stroke.data.readers import searched_suffixes
 from stroke.errors import ConfigError
 
 _GLOB_CHARS = frozenset("*?[")
-#: what a folder given as input is searched for (files without a suffix, as PACS exports
-#: often name DICOM files, are read when named directly or by a glob)
-_SEARCHED_EXTENSIONS = IMAGE_EXTENSIONS | DICOM_EXTENSIONS
 
 
 def resolve_inputs(inputs: str | Path | Sequence[str | Path], volumes: bool = False) -> list[Path]:
     """The files named by `inputs`: a file, a folder (images under it, recursively) or a glob.
 
     A list may mix all three. A name that matches nothing is an error, so a typo does
-    not pass as "no images". `volumes`: folders are searched for NIfTI volumes too.
+    not pass as "no images". Folders are searched for the suffixes of the registered formats
+    (stroke.data.readers; files without a suffix, as PACS exports often name DICOM files,
+    are read when named directly or by a glob); `volumes`: for NIfTI volumes too.
     """
     if isinstance(inputs, str | Path):
         inputs = [inputs]
-    searched = tuple(_SEARCHED_EXTENSIONS) + ((".nii", ".nii.gz") if volumes else ())
+    searched = searched_suffixes(volumes)
     files: list[Path] = []
     for item in inputs:
         text = str(Path(str(item)).expanduser()) if not set(str(item)) & _GLOB_CHARS else str(item)
@@ -61,7 +60,7 @@ def resolve_inputs(inputs: str | Path | Sequence[str | Path], volumes: bool = Fa
     if not files:
         raise ConfigError(
             f"inputs={[str(i) for i in inputs]} names no image files "
-            f"(folders are searched for {', '.join(sorted(searched))})"
+            f"(folders are searched for {', '.join(searched)})"
         )
     return files
 

@@ -45,7 +45,9 @@ class FileResult(BaseModel):
     index: int = Field(description="position of the file in the request")
     name: str = Field(description="the client's file name, for display only")
     sha256: str
-    type: str | None = Field(description="png, jpeg or dicom, read from the content")
+    type: str | None = Field(
+        description="the format read from the content (png, jpeg, dicom, ...: stroke.data.readers)"
+    )
     error: str | None
     probabilities: dict[str, float] | None
     predicted_class: str | None

@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from stroke.data.images import letterbox
-from stroke.data.nifti import is_nifti, volume_stem
+from stroke.data.nifti import volume_stem
 from stroke.data.preprocessing import Preprocessing
+from stroke.data.readers import format_of
 from stroke.data.samples import Sample
 from stroke.errors import ConfigError
 from stroke.evaluation.overlay import CLASS_COLORS, mask_overlay
@@ -299,7 +300,8 @@ def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
         raise ConfigError(f"backend={cfg.backend!r}; expected one of ('torch', 'onnx')")
     inputs = OmegaConf.to_object(cfg.inputs) if OmegaConf.is_config(cfg.inputs) else cfg.inputs
     paths = resolve_inputs(inputs, volumes=True)
-    images = [p for p in paths if not is_nifti(p)]
+    volumes = [p for p in paths if _is_volume(p)]
+    images = [p for p in paths if p not in set(volumes)]
     writer = _OutputWriter(cfg, model)
     tta = bool(cfg.tta)  # null (the default): a segmenter trains without flip TTA
     batches = predict_masks(
@@ -315,10 +317,16 @@ def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
         for batch in batches if images else ():
             for result in batch:
                 writer.write(result)
-        for path in (p for p in paths if is_nifti(p)):  # a mask volume per input volume
+        for path in volumes:  # a mask volume per input volume
             args = (model.preprocessing, backend, cfg.batch_size, tta)
             writer.write_volume(predict_volume(path, *args))
     return writer.csv_path, len(paths), writer.failures
+
+
+def _is_volume(path: Path) -> bool:
+    """A file of a volume format (NIfTI): predicted slice by slice into a mask volume."""
+    file_format = format_of(path)
+    return file_format is not None and file_format.volume
 
 
 class _OutputWriter:

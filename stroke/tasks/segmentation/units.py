@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from stroke.data.preprocessing import Preprocessing, is_dicom_file
+from stroke.data.preprocessing import Preprocessing
+from stroke.data.readers import format_of
 from stroke.data.samples import Sample
+from stroke.errors import DatasetError
 
 #: mm³ per mL
 MM3_PER_ML = 1000.0
@@ -46,30 +47,12 @@ class SliceGeometry:
 
 
 def slice_geometry(sample: Sample) -> SliceGeometry:
-    """The geometry of a sample's slice, read from its file's header (no pixel data)."""
+    """The geometry of a sample's slice, read by its format's reader from the header."""
     path = Path(sample.path)
-    from stroke.data.nifti import axial_spacing_mm, is_nifti, read_axial_slice
-
-    if is_nifti(path):
-        height, width = read_axial_slice(path, sample.slice_index or 0).shape
-        row, column, between = axial_spacing_mm(path)
-        return SliceGeometry(height, width, (row, column), between)
-    if is_dicom_file(path):
-        return _dicom_geometry(path)
-    with Image.open(path) as img:
-        width, height = img.size
-    return SliceGeometry(height, width)
-
-
-def _dicom_geometry(path: Path) -> SliceGeometry:
-    from stroke.data.dicom_pixels import read_header
-
-    ds = read_header(path)
-    height, width = int(ds.Rows), int(ds.Columns)
-    spacing = ds.get("PixelSpacing")
-    pixel_mm = (float(spacing[0]), float(spacing[1])) if spacing else None
-    between = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
-    return SliceGeometry(height, width, pixel_mm, float(between) if between else None)
+    file_format = format_of(path)
+    if file_format is None:
+        raise DatasetError(f"cannot tell the file format of {path} (stroke.data.readers)")
+    return SliceGeometry(*file_format.grid(path, sample.slice_index))
 
 
 def patient_volumes(
