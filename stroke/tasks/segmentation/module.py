@@ -14,7 +14,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
 from stroke.errors import ConfigError
-from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
+from stroke.evaluation.epoch_metrics import EpochPredictions
+from stroke.evaluation.epoch_metrics import epoch_scores as class_scores
 from stroke.tasks.base import TaskModule, default_optimizer, plain_values
 from stroke.tasks.segmentation.masks import BACKGROUND
 from stroke.tasks.segmentation.metrics import flatten_segmentation, segmentation_metrics
@@ -131,8 +132,8 @@ class StrokeSegmenter(TaskModule):
         outputs = len(self.lesion_classes) + 1
         self.val_metrics = segmentation_metrics(outputs)
         self.test_metrics = segmentation_metrics(outputs)
-        self.val_class_metrics = epoch_metrics(num_classes) if joint else None
-        self.test_class_metrics = epoch_metrics(num_classes) if joint else None
+        self.val_class_metrics = EpochPredictions(num_classes) if joint else None
+        self.test_class_metrics = EpochPredictions(num_classes) if joint else None
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
         self.register_buffer("train_sums", torch.zeros(1), persistent=False)
         self.train_seen = 0
@@ -187,7 +188,7 @@ class StrokeSegmenter(TaskModule):
         metrics.reset()
         class_metrics = getattr(self, f"{split}_class_metrics")
         if class_metrics is not None:
-            values.update(flatten_metrics(class_metrics.compute(), split, self.class_names))
+            values.update(class_scores(*class_metrics.compute(), split, self.class_names))
             class_metrics.reset()
         return values
 
