@@ -35,7 +35,7 @@ from stroke.cli import train as train_cli
 from stroke.cli.errors import classify
 from stroke.data import CsvSource, DicomSource, FolderSource, NiftiSource, StrokeDataModule
 from stroke.data.audit import SKIPPED_CSV
-from stroke.evaluation.epoch_metrics import flatten_metrics, undefined_metrics
+from stroke.evaluation.epoch_metrics import epoch_scores, undefined_metrics
 from stroke.evaluation.evaluate import EvaluationConfig, SplitPredictions, evaluate_predictions
 from stroke.io import atomic_write_json, atomic_write_text, check_writable
 from stroke.runs.preflight import check_resume_checkpoint
@@ -562,17 +562,17 @@ def predict_folder_with_stray_files(tmp_path, get):
 @case
 def metrics_undefined_are_null_with_a_reason_not_zero(tmp_path, get):
     """TorchMetrics says ROC AUC 0 for a class without images; the epoch metrics say NaN."""
-    from stroke.evaluation.epoch_metrics import class_support, epoch_metrics
+    from stroke.evaluation.epoch_metrics import EpochPredictions, class_support
 
-    metrics = epoch_metrics(3)
-    metrics.update(torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]), torch.tensor([0, 1]))
-    computed = metrics.compute()
-    values = flatten_metrics(computed, "test", ["normal", "ischemic", "hemorrhagic"])
+    classes = ["normal", "ischemic", "hemorrhagic"]
+    epoch = EpochPredictions(3)
+    epoch.update(torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]), torch.tensor([0, 1]))
+    probs, targets = epoch.compute()
+    values = epoch_scores(probs, targets, "test", classes)
     assert np.isnan(values["test/roc_auc/hemorrhagic"])
     assert np.isnan(values["test/recall/hemorrhagic"])
     assert values["test/roc_auc"] == 1.0  # the macro mean of the classes present
-    reasons = undefined_metrics(values, "test", ["normal", "ischemic", "hemorrhagic"],
-                                class_support(computed))  # fmt: skip
+    reasons = undefined_metrics(values, "test", classes, class_support(targets, 3))
     assert reasons["test/roc_auc/hemorrhagic"] == "no test image of class hemorrhagic"
 
 

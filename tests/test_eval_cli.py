@@ -11,6 +11,7 @@ from conftest import compose_config, run_module
 from stroke.checkpoint import RECORD_KEY, read_checkpoint
 from stroke.cli.eval import data_config, evaluate_checkpoint
 from stroke.errors import ConfigError
+from stroke.evaluation.metrics import METRICS
 from stroke.tasks.classification.checkpoint import load_classifier
 
 FIGURES = (
@@ -61,10 +62,12 @@ def test_train_writes_the_evaluation_directory(trained_run):
     # level is reported both ways
     assert result["settings"]["resampling_unit"] == "patient"
     assert set(result["patient_level"]) == {"max", "mean"}
-    # accuracy agrees with what Lightning's test loop logged on the same weights
-    assert metrics["accuracy"]["value"] == pytest.approx(
-        summary["metrics"]["test/accuracy"], abs=1e-5
-    )
+    # every metric agrees with what Lightning's test loop logged on the same weights
+    names = [m.name for m in METRICS]
+    names += [f"{m.name}/{c}" for m in METRICS if m.per_class for c in summary["classes"]]
+    for name in names:
+        logged, value = summary["metrics"][f"test/{name}"], metrics[name]["value"]
+        assert logged == value or logged == pytest.approx(value, abs=1e-5), name
     report = (eval_dir / "report.md").read_text()
     assert all(f"]({name})" in report for name in FIGURES)
     assert "Operating points" in report and "Patient level" in report

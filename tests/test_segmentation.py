@@ -23,11 +23,12 @@ from stroke.cli.predict import run_prediction
 from stroke.errors import ConfigError
 from stroke.tasks.classification.checkpoint import load_classifier
 from stroke.tasks.segmentation.checkpoint import load_segmenter
+from stroke.tasks.segmentation.metrics import METRICS
 from stroke.tasks.segmentation.module import StrokeSegmenter
 from stroke.tasks.segmentation.networks import create_segmentation_network
 
 LESIONS = ["hemorrhage", "infarct"]
-SEGMENTATION_METRICS = ("dice", "iou", "lesion_sensitivity", "fp_lesions_per_image")
+SEGMENTATION_METRICS = [m.name for m in METRICS]  # every one, logged and reported
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,22 @@
-"""Segmentation metrics: the NumPy report and the TorchMetrics logs give the same values."""
+"""Segmentation metrics: the epoch logs and the report give the same values for every
+metric, and Dice and IoU agree with TorchMetrics'."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from torchmetrics.classification import MulticlassJaccardIndex
+from torchmetrics.segmentation import DiceScore
 
 from stroke.tasks.segmentation.metrics import (
     COUNT_FIELDS,
-    flatten_segmentation,
+    METRICS,
+    SegmentationCounts,
+    epoch_scores,
     image_counts,
     lesion_counts,
     scores_from_counts,
-    segmentation_metrics,
 )
 
 LESIONS = ["hemorrhage", "infarct"]
@@ -32,20 +36,46 @@ def random_masks(seed: int, n: int = 6, size: int = 24) -> tuple[np.ndarray, np.
     return pred, true
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_torchmetrics_and_numpy_agree(seed):
-    pred, true = random_masks(seed)
-    metrics = segmentation_metrics(3)
-    for half in (slice(0, 3), slice(3, None)):  # two batches: states accumulate
-        metrics.update(torch.from_numpy(pred[half]), torch.from_numpy(true[half]))
-    logged = flatten_segmentation(metrics.compute(), "test", LESIONS)
-
+def report_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """The report's way: per-image counts, summed over the split."""
     counts = [image_counts(p, t, 3) for p, t in zip(pred, true, strict=True)]
     summed = {k: np.sum([c[k] for c in counts], axis=0) for k in COUNT_FIELDS}
-    reported = scores_from_counts(summed, len(pred), LESIONS)
-    assert set(logged) == {f"test/{k}" for k in reported}
-    for name, value in reported.items():
-        assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-6), name
+    return scores_from_counts(summed, len(pred), LESIONS)
+
+
+def logged_scores(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """The validation loop's way: counts accumulated over two batches."""
+    metric = SegmentationCounts(3)
+    for half in (slice(0, 3), slice(3, None)):
+        metric.update(torch.from_numpy(pred[half]), torch.from_numpy(true[half]))
+    return epoch_scores(*metric.compute(), "test", LESIONS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_epoch_metric_equals_the_report(seed):
+    pred, true = random_masks(seed)
+    if seed == 2:  # no infarct anywhere: its Dice, IoU and lesion sensitivity are undefined
+        pred[pred == 2], true[true == 2] = 0, 0
+    logged, reported = logged_scores(pred, true), report_scores(pred, true)
+    names = {m.name for m in METRICS} | {f"{m.name}/{c}" for m in METRICS for c in LESIONS}
+    assert set(reported) == names and set(logged) == {f"test/{k}" for k in names}
+    for name in sorted(names):
+        assert logged[f"test/{name}"] == pytest.approx(reported[name], nan_ok=True), name
+    assert np.isnan(reported["dice/infarct"]) == (seed == 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dice_and_iou_agree_with_torchmetrics(seed):
+    pred, true = (torch.from_numpy(m) for m in random_masks(seed))
+    dice = DiceScore(
+        3, include_background=False, average="none", aggregation_level="global",
+        input_format="index",
+    )(pred, true)  # fmt: skip
+    iou = MulticlassJaccardIndex(3, average="none")(pred, true)[1:]  # 0 is the background
+    scores = report_scores(pred.numpy(), true.numpy())
+    for k, cls in enumerate(LESIONS):
+        assert scores[f"dice/{cls}"] == pytest.approx(float(dice[k]), abs=1e-6)
+        assert scores[f"iou/{cls}"] == pytest.approx(float(iou[k]), abs=1e-6)
 
 
 def test_dice_and_iou_are_global_over_the_split():

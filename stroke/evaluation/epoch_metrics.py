@@ -1,14 +1,16 @@
-"""The metrics logged every validation and test epoch, under the report's names.
+"""The metrics logged every validation and test epoch: the report's, by the report's code.
 
-TorchMetrics accumulates them across batches and DDP processes. Keys follow the one
-vocabulary of `stroke.evaluation.metrics`: `<split>/<metric>` for the macro mean (or the
-single value) and `<split>/<metric>/<class>` for one class, e.g. `val/f1` and
-`test/recall/ischemic`, the same names as in the evaluation report's metrics.json.
+`EpochPredictions` keeps an epoch's class probabilities and targets, gathered across
+batches and DDP processes (TorchMetrics' `cat` reduction), and `epoch_scores` scores them
+with `stroke.evaluation.metrics.classification_scores`, the function behind metrics.json
+and the report. Keys are `<split>/<metric>` for the macro mean (or the single value) and
+`<split>/<metric>/<class>` for one class, e.g. `val/f1` and `test/recall/ischemic`, for
+every metric of `stroke.evaluation.metrics.METRICS`.
 
-Its conventions too (stroke.evaluation.metrics): recall and ROC AUC of a class without
-images in the split (ROC AUC also when every image is of that class) are undefined, NaN
-here and null in metrics.json with the reason (`undefined_metrics`), never TorchMetrics'
-0; macro means are over the classes the split holds.
+Its conventions too: the recall or ROC AUC of a class without images in the split (ROC
+AUC also when every image is of that class) is undefined, NaN here and null in
+metrics.json with the reason (`undefined_metrics`); macro means are over the classes the
+split holds.
 """
 
 from __future__ import annotations
@@ -16,80 +18,59 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-    MulticlassStatScores,
-)
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
-#: Metrics also logged per class (as `<metric>/<class>`).
-PER_CLASS = ("precision", "recall", "f1")
-_PER_CLASS_SUFFIX = "_per_class"
+from stroke.evaluation.metrics import classification_scores
 
 
-def epoch_metrics(num_classes: int) -> MetricCollection:
-    """Accuracy, per-class precision/recall/F1/ROC AUC and each class's image count."""
-    per_class = {
-        "precision": MulticlassPrecision,
-        "recall": MulticlassRecall,
-        "f1": MulticlassF1Score,
-        "roc_auc": MulticlassAUROC,
-    }
-    metrics = {
-        "accuracy": MulticlassAccuracy(num_classes, average="micro"),
-        # tp, fp, tn, fn, support per class: which per-class values are defined
-        "stats": MulticlassStatScores(num_classes, average=None),
-    }
-    for name, cls in per_class.items():
-        metrics[name + _PER_CLASS_SUFFIX] = cls(num_classes, average=None)
-    return MetricCollection(metrics)
+class EpochPredictions(Metric):
+    """The class probabilities (N x K) and targets (N) of an epoch, across processes.
+
+    An epoch of a validation or test split holds a few floats per image, far less than
+    one batch of images, so keeping them all costs nothing worth counting.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.add_state("probs", [], dist_reduce_fx="cat")
+        self.add_state("targets", [], dist_reduce_fx="cat")
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        """probs: B x K (rows sum to 1); targets: B class indices."""
+        self.probs.append(probs.detach().float())
+        self.targets.append(targets.detach().long())
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        """(probs N x K, targets N) as NumPy arrays; empty ones for an epoch without images."""
+        if isinstance(self.probs, list) and not self.probs:
+            return np.zeros((0, self.num_classes)), np.zeros(0, dtype=np.int64)
+        probs = dim_zero_cat(self.probs).reshape(-1, self.num_classes)
+        return probs.cpu().double().numpy(), dim_zero_cat(self.targets).cpu().numpy()
 
 
-def flatten_metrics(
-    values: dict[str, torch.Tensor], split: str, class_names: Sequence[str]
+def epoch_scores(
+    probs: np.ndarray, targets: np.ndarray, split: str, class_names: Sequence[str]
 ) -> dict[str, float]:
-    """`<split>/<metric>` (macro over the classes present) and `<split>/<metric>/<class>`;
-    undefined values are NaN (see the module docstring)."""
-    support = class_support(values)
-    total = sum(support)
-    flat = {f"{split}/accuracy": float(values["accuracy"]) if total else math.nan}
-    for name in (*PER_CLASS, "roc_auc"):
-        per_class = values[name + _PER_CLASS_SUFFIX].tolist()
-        kept = []
-        for cls, value, n in zip(class_names, per_class, support, strict=True):
-            if _undefined(name, n, total):
-                value = math.nan
-            flat[f"{split}/{name}/{cls}"] = float(value)
-            if n > 0 and not math.isnan(value):
-                kept.append(value)
-        flat[f"{split}/{name}"] = sum(kept) / len(kept) if kept else math.nan
-    # balanced accuracy is the macro recall
-    flat[f"{split}/balanced_accuracy"] = flat[f"{split}/recall"]
-    return flat
+    """`<split>/<metric>` and `<split>/<metric>/<class>` of every metric; undefined ones NaN."""
+    scores = classification_scores(targets, probs, class_names)
+    return {f"{split}/{name}": value for name, value in scores.items()}
 
 
-def class_support(values: dict[str, torch.Tensor]) -> list[int]:
-    """Images of each class in the split, from `epoch_metrics(...).compute()`."""
-    return [int(n) for n in values["stats"][:, 4].tolist()]
-
-
-def _undefined(name: str, support: int, total: int) -> bool:
-    if name == "recall":
-        return support == 0
-    if name == "roc_auc":
-        return support == 0 or support == total
-    return total == 0
+def class_support(targets: np.ndarray, num_classes: int) -> list[int]:
+    """Images of each class in the split."""
+    return np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes).tolist()
 
 
 def undefined_metrics(
     values: dict[str, float], split: str, class_names: Sequence[str], support: Sequence[int]
 ) -> dict[str, str]:
-    """`{key: why}` for every NaN of `flatten_metrics`, for metrics.json and the log."""
+    """`{key: why}` for every NaN of `epoch_scores`, for metrics.json and the log."""
     total = sum(support)
     reasons = {}
     for key, value in values.items():
@@ -100,7 +81,7 @@ def undefined_metrics(
             n = support[list(class_names).index(cls)]
             reasons[key] = (
                 f"no {split} image of class {cls}" if n == 0
-                else f"every {split} image is of class {cls}: no negative to rank"
+                else f"every {split} image is of class {cls}: no negative image"
             )  # fmt: skip
         else:
             reasons[key] = (

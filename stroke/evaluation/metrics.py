@@ -1,9 +1,12 @@
 """Classification metrics in NumPy (checked against scikit-learn) and patient bootstrap intervals.
 
-The metric vocabulary of stroke, from TensorBoard to the report: `accuracy`,
-`balanced_accuracy`, and for each of PER_CLASS_METRICS `<metric>` (the macro mean over
-classes) and `<metric>/<class>`. During training the same names are logged under the split,
-`val/f1`, `test/roc_auc/hemorrhagic` (stroke.evaluation.epoch_metrics).
+The metric vocabulary of stroke, from TensorBoard to the report, is `METRICS`: each entry
+names a metric, says whether it has a value per class, and holds the one function that
+computes it. `classification_scores` returns `<metric>` for every entry (for a per-class
+one, the macro mean over classes) and `<metric>/<class>` for the per-class ones. The
+epoch logs (`val/f1`, `test/roc_auc/hemorrhagic`, stroke.evaluation.epoch_metrics), the
+evaluation report's metrics.json and its tables all call it, so a metric added to
+`METRICS` appears in all of them.
 
 NumPy rather than scikit-learn calls inside the bootstrap: a thousand resamples of eight
 metrics per class take well under a second this way. `tests/test_evaluation_metrics.py`
@@ -12,35 +15,23 @@ checks every value against scikit-learn on fixed predictions.
 Conventions (scikit-learn's unless said otherwise):
 - per-class values are one-vs-rest; `<metric>` alone is their unweighted (macro) mean;
 - precision and F1 of a class that is never predicted are 0 (scikit-learn's
-  `zero_division=0`); recall, specificity, ROC AUC and average precision of a class
-  with no true (or no negative) images are undefined (NaN); a class with no true
-  images is left out of every macro mean (this only happens inside bootstrap resamples);
+  `zero_division=0`; undefined in a split without images); recall, specificity, ROC AUC
+  and average precision of a class with no true (or no negative) images are undefined
+  (NaN), never TorchMetrics' 0;
+- a class with no true images is left out of every macro mean (a split or bootstrap
+  resample without it), and so is an undefined (NaN) value;
 - balanced accuracy is the macro recall, accuracy the fraction of correct predictions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
 
 from stroke.errors import ConfigError
-
-#: Metrics with a value per class and a macro mean.
-PER_CLASS_METRICS = ("precision", "recall", "specificity", "f1", "roc_auc", "average_precision")
-#: Metrics with one value for all classes.
-OVERALL_METRICS = ("accuracy", "balanced_accuracy")
-#: Metrics of one yes/no decision (a class against the rest at a threshold).
-DECISION_METRICS = (
-    "sensitivity",
-    "specificity",
-    "precision",
-    "npv",
-    "f1",
-    "accuracy",
-    "balanced_accuracy",
-)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -84,54 +75,126 @@ def average_precision(y_binary: np.ndarray, score: np.ndarray) -> float:
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """A split's predictions as every metric reads them: counts, and one ranking per class."""
+
+    y_true: np.ndarray  # N true class indices
+    ranking: np.ndarray  # N x K one-vs-rest ranking scores
+    true_pos: np.ndarray  # K, from the confusion matrix of the decided classes
+    predicted: np.ndarray  # K images decided as the class
+    actual: np.ndarray  # K images of the class
+
+    @classmethod
+    def of(cls, y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray) -> Predictions:
+        num_classes = probs.shape[1]
+        matrix = confusion_matrix(y_true, y_pred, num_classes)
+        # a binary task has one score, P(positive), and the negative class ranks by its
+        # negation (1 - P(positive) would break ties by rounding)
+        ranking = probs.copy()
+        if num_classes == 2:
+            ranking[:, 0] = -probs[:, 1]
+        return cls(y_true, ranking, np.diag(matrix).astype(float), matrix.sum(0), matrix.sum(1))
+
+    @property
+    def total(self) -> int:
+        return int(self.actual.sum())
+
+
+def _accuracy(p: Predictions) -> float:
+    return float(p.true_pos.sum() / p.total) if p.total else float("nan")
+
+
+def _balanced_accuracy(p: Predictions) -> float:
+    return _macro(_recall(p), p.actual)
+
+
+def _never_predicted(p: Predictions) -> float:
+    """Precision and F1 of a class never predicted: 0, unless the split holds no image."""
+    return 0.0 if p.total else np.nan
+
+
+def _precision(p: Predictions) -> np.ndarray:
+    return _ratio(p.true_pos, p.predicted, _never_predicted(p))
+
+
+def _recall(p: Predictions) -> np.ndarray:
+    return _ratio(p.true_pos, p.actual, np.nan)
+
+
+def _f1(p: Predictions) -> np.ndarray:
+    return _ratio(2 * p.true_pos, p.predicted + p.actual, _never_predicted(p))
+
+
+def _specificity(p: Predictions) -> np.ndarray:
+    return _ratio(p.total - p.predicted - p.actual + p.true_pos, p.total - p.actual, np.nan)
+
+
+def _one_vs_rest(score: Callable[[np.ndarray, np.ndarray], float]):
+    def per_class(p: Predictions) -> np.ndarray:
+        return np.array([score(p.y_true == k, p.ranking[:, k]) for k in range(len(p.actual))])
+
+    return per_class
+
+
+@dataclass(frozen=True)
+class ClassificationMetric:
+    """One metric of the vocabulary: its name in every log and file, its row in the report,
+    and the function of a split's `Predictions` that computes it (a value per class when
+    `per_class`, whose macro mean is `<name>`)."""
+
+    name: str
+    label: str
+    per_class: bool
+    compute: Callable[[Predictions], float | np.ndarray]
+
+
+#: Every classification metric, in the report's reading order; nothing else lists them.
+METRICS = (
+    ClassificationMetric("accuracy", "accuracy", False, _accuracy),
+    ClassificationMetric("balanced_accuracy", "balanced accuracy", False, _balanced_accuracy),
+    ClassificationMetric("precision", "precision (macro)", True, _precision),
+    ClassificationMetric("recall", "recall / sensitivity (macro)", True, _recall),
+    ClassificationMetric("specificity", "specificity (macro)", True, _specificity),
+    ClassificationMetric("f1", "F1 (macro)", True, _f1),
+    ClassificationMetric("roc_auc", "ROC AUC (macro, one-vs-rest)", True, _one_vs_rest(roc_auc)),
+    ClassificationMetric(
+        "average_precision", "average precision (macro)", True, _one_vs_rest(average_precision)
+    ),
+)
+#: The names of the metrics with a value per class (the report's per-class columns).
+PER_CLASS_METRICS = tuple(m.name for m in METRICS if m.per_class)
+
+
 def classification_scores(
     y_true: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],
     y_pred: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Every metric of a multi-class (or binary) prediction, per class and macro.
+    """Every metric of `METRICS` for a multi-class (or binary) prediction, per class and macro.
 
-    `probs` is N x K (rows sum to 1); `y_pred` defaults to its argmax. Keys are
-    `accuracy`, `balanced_accuracy`, `<metric>` (the macro mean) and `<metric>/<class>`.
+    `probs` is N x K (rows sum to 1); `y_pred` defaults to its argmax. Keys are `<metric>`
+    (for a per-class metric the macro mean) and `<metric>/<class>`.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
-    probs = np.asarray(probs, dtype=float)
-    num_classes = len(class_names)
-    if y_pred is None:
-        y_pred = probs.argmax(axis=1)
-    matrix = confusion_matrix(y_true, y_pred, num_classes)
-    true_pos = np.diag(matrix).astype(float)
-    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
-    total = matrix.sum()
-    # one-vs-rest ranking score per class; a binary task has one score, P(positive), and the
-    # negative class ranks by its negation (1 - P(positive) would break ties by rounding)
-    ranking = probs.copy()
-    if num_classes == 2:
-        ranking[:, 0] = -probs[:, 1]
-    per_class = {
-        "precision": _ratio(true_pos, predicted, 0.0),
-        "recall": _ratio(true_pos, actual, np.nan),
-        "specificity": _ratio(total - predicted - actual + true_pos, total - actual, np.nan),
-        "f1": _ratio(2 * true_pos, predicted + actual, 0.0),
-        "roc_auc": np.array([roc_auc(y_true == k, ranking[:, k]) for k in range(num_classes)]),
-        "average_precision": np.array(
-            [average_precision(y_true == k, ranking[:, k]) for k in range(num_classes)]
-        ),
-    }
-    scores = {
-        "accuracy": float(true_pos.sum() / total) if total else float("nan"),
-        "balanced_accuracy": _nanmean(per_class["recall"]),
-    }
-    for name in PER_CLASS_METRICS:
-        values = per_class[name]
-        # precision and F1 of a class absent from the truth say nothing: out of the mean
-        present = actual > 0
-        macro_values = values[present] if name in ("precision", "f1") else values
-        scores[name] = _nanmean(macro_values)
-        for cls, value in zip(class_names, values, strict=True):
-            scores[f"{name}/{cls}"] = float(value)
+    probs = np.asarray(probs, dtype=float).reshape(len(y_true), len(class_names))
+    predictions = Predictions.of(y_true, probs, probs.argmax(axis=1) if y_pred is None else y_pred)
+    scores: dict[str, float] = {}
+    for metric in METRICS:
+        value = metric.compute(predictions)
+        if not metric.per_class:
+            scores[metric.name] = float(value)
+            continue
+        scores[metric.name] = _macro(value, predictions.actual)
+        for cls, class_value in zip(class_names, value, strict=True):
+            scores[f"{metric.name}/{cls}"] = float(class_value)
     return scores
+
+
+def _macro(per_class: np.ndarray, actual: np.ndarray) -> float:
+    """The mean over the classes with true images, undefined (NaN) values left out."""
+    return _nanmean(np.asarray(per_class, dtype=float)[np.asarray(actual) > 0])
 
 
 def decision_scores(y_positive: np.ndarray, decided_positive: np.ndarray) -> dict[str, float]:

@@ -17,7 +17,7 @@ from stroke.evaluation.evaluate import (
     chosen_thresholds,
     evaluate_predictions,
 )
-from stroke.evaluation.metrics import PER_CLASS_METRICS
+from stroke.evaluation.metrics import METRICS, PER_CLASS_METRICS
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import (
     plot_confusion_matrix,
@@ -29,20 +29,8 @@ from stroke.io import atomic_write_json, atomic_write_text, atomic_writer
 
 log = logging.getLogger(__name__)
 
-#: Rows of the headline table, in reading order.
-HEADLINE = (
-    ("accuracy", "accuracy"),
-    ("balanced_accuracy", "balanced accuracy"),
-    ("precision", "precision (macro)"),
-    ("recall", "recall / sensitivity (macro)"),
-    ("specificity", "specificity (macro)"),
-    ("f1", "F1 (macro)"),
-    ("roc_auc", "ROC AUC (macro, one-vs-rest)"),
-    ("average_precision", "average precision (macro)"),
-    ("ece", "expected calibration error"),
-)
-#: the per-class columns of the report: the metrics module's list, not a copy
-PER_CLASS = PER_CLASS_METRICS
+#: Rows of the headline table, in reading order: every metric, then the calibration error.
+HEADLINE = (*((m.name, m.label) for m in METRICS), ("ece", "expected calibration error"))
 
 
 def write_evaluation(
@@ -210,9 +198,10 @@ def _metrics_table(
         for key, label in HEADLINE
         if key in metrics
     ]
-    lines += ["", "| class | " + " | ".join(PER_CLASS) + " |", "|---" * (len(PER_CLASS) + 1) + "|"]
+    columns = PER_CLASS_METRICS
+    lines += ["", "| class | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for cls in class_names:
-        row = [format_estimate(metrics.get(f"{m}/{cls}")) for m in PER_CLASS]
+        row = [format_estimate(metrics.get(f"{m}/{cls}")) for m in columns]
         lines.append(f"| {cls} | " + " | ".join(row) + " |")
     return lines
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MinMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from stroke.errors import ConfigError
 from stroke.evaluation.epoch_metrics import (
+    EpochPredictions,
     class_support,
-    epoch_metrics,
-    flatten_metrics,
+    epoch_scores,
     undefined_metrics,
 )
+from stroke.evaluation.metrics import confusion_matrix
 from stroke.models import create_model
 from stroke.tasks.base import TaskModule, default_optimizer, plain_values
 
@@ -74,10 +75,9 @@ class StrokeClassifier(TaskModule):
             label_smoothing=label_smoothing,
         )
         self.mixup = build_mixup(plain_values(mixup), num_classes)
-        self.val_metrics = epoch_metrics(num_classes)
-        self.test_metrics = epoch_metrics(num_classes)
-        self.val_confusion = MulticlassConfusionMatrix(num_classes)
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        # the epoch's predictions, scored by the evaluation report's code at the epoch's end
+        self.val_predictions = EpochPredictions(num_classes)
+        self.test_predictions = EpochPredictions(num_classes)
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
         self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best score
         #: `{metric: why}` for the metrics undefined on the last validation / test epoch
@@ -140,42 +140,41 @@ class StrokeClassifier(TaskModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, probs, targets = self._step(batch)
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.val_metrics.update(probs, targets)
-        self.val_confusion.update(probs, targets)
+        self.val_predictions.update(probs, targets)
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, probs, targets = self._step(batch)
         self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
-        self.test_metrics.update(probs, targets)
-        self.test_confusion.update(probs, targets)
+        self.test_predictions.update(probs, targets)
 
     # -- epoch ends: metrics, best score, confusion matrix ---------------------------------
     def on_validation_epoch_end(self) -> None:
-        values = self._epoch_values(self.val_metrics, "val")
+        values = self._epoch_values(self.val_predictions, "val")
         monitored = self.hparams.monitor
         if monitored in values and not self.trainer.sanity_checking:
             self.val_best.update(torch.tensor(values[monitored]))
             self.log(f"{monitored}_best", self.val_best.compute())
-        # metric states are already reduced across processes by TorchMetrics
+        # every process holds the whole epoch's predictions (gathered by TorchMetrics), so
+        # every process computes the same values: no further reduction
         self.log("val/f1", values.pop("val/f1"), prog_bar=True)
         self.log_dict(values)
-        self._log_confusion(self.val_confusion, "val/confusion_matrix")
 
     def on_test_epoch_end(self) -> None:
-        values = self._epoch_values(self.test_metrics, "test")
-        self.log_dict(values)
-        self._log_confusion(self.test_confusion, "test/confusion_matrix")
+        self.log_dict(self._epoch_values(self.test_predictions, "test"))
 
-    def _epoch_values(self, metrics, split: str) -> dict[str, float]:
+    def _epoch_values(self, predictions: EpochPredictions, split: str) -> dict[str, float]:
         """The split's metrics; undefined ones are NaN, their reasons kept for metrics.json."""
-        computed = metrics.compute()
-        metrics.reset()
-        values = flatten_metrics(computed, split, self.class_names)
-        reasons = undefined_metrics(values, split, self.class_names, class_support(computed))
+        probs, targets = predictions.compute()
+        predictions.reset()
+        values = epoch_scores(probs, targets, split, self.class_names)
+        support = class_support(targets, len(self.class_names))
+        reasons = undefined_metrics(values, split, self.class_names, support)
         self.undefined_metrics = {
             **{k: v for k, v in self.undefined_metrics.items() if not k.startswith(f"{split}/")},
             **reasons,
         }
+        matrix = confusion_matrix(targets, probs.argmax(axis=1), len(self.class_names))
+        self._log_confusion(matrix, f"{split}/confusion_matrix")
         return values
 
     def on_train_start(self) -> None:
@@ -188,9 +187,7 @@ class StrokeClassifier(TaskModule):
         for key, value in self.val_best.state_dict(prefix="val_best.").items():
             checkpoint["state_dict"].setdefault(key, value)
 
-    def _log_confusion(self, metric: MulticlassConfusionMatrix, tag: str) -> None:
-        matrix = metric.compute()
-        metric.reset()
+    def _log_confusion(self, matrix: np.ndarray, tag: str) -> None:
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -202,7 +199,7 @@ class StrokeClassifier(TaskModule):
                 from stroke.evaluation.plots import confusion_matrix_figure
 
                 fig = confusion_matrix_figure(
-                    matrix.cpu().numpy(), self.class_names, f"{tag} (epoch {self.current_epoch})"
+                    matrix, self.class_names, f"{tag} (epoch {self.current_epoch})"
                 )
                 logger.experiment.add_figure(tag, fig, global_step=self.current_epoch)
                 plt.close(fig)

@@ -12,21 +12,23 @@ Dice and IoU are global over a split: the pixel counts (true positives, false po
 false negatives) of all its images are summed first, as TorchMetrics' `DiceScore` does
 with `aggregation_level="global"`, so a slice without a lesion does not count as a
 perfect or a failed one. A class absent from both truth and prediction is undefined (NaN)
-and left out of the macro mean. The NumPy functions here (the evaluation report, its
-patient bootstrap) and the TorchMetrics ones (training) give the same values
-(tests/test_segmentation_metrics.py).
+and left out of the macro mean.
+
+`METRICS` is the vocabulary, each name with the one function computing it from summed
+counts. The report (and its patient bootstrap) sums `image_counts` over any set of
+images; training sums the same counts over an epoch in `SegmentationCounts` (across
+batches and DDP processes); both then call `scores_from_counts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import ndimage
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassJaccardIndex
-from torchmetrics.segmentation import DiceScore
+from torchmetrics import Metric
 
 #: 8-connectivity: pixels touching at a corner belong to one lesion.
 _CONNECTIVITY = np.ones((3, 3), dtype=bool)
@@ -67,29 +69,63 @@ def image_counts(pred: np.ndarray, true: np.ndarray, num_classes: int) -> dict[s
     return counts
 
 
+@dataclass(frozen=True)
+class SegmentationMetric:
+    """One metric: its name in every log and file, its report row, and its function of the
+    summed counts and the number of images, a value per channel. Channel 0 is the
+    background for pixel metrics (never shown) and lesions of any class for lesion metrics;
+    `<name>` alone is the macro mean over lesion classes when `macro`, else channel 0."""
+
+    name: str
+    label: str
+    macro: bool
+    compute: Callable[[Mapping[str, np.ndarray], int], np.ndarray]
+
+
+def _per_image(values: np.ndarray, n_images: int) -> np.ndarray:
+    return values / n_images if n_images else values * np.nan
+
+
+#: Every segmentation metric, in the report's reading order; nothing else lists them.
+METRICS = (
+    SegmentationMetric(
+        "dice",
+        "Dice (macro over lesion classes)",
+        True,
+        lambda c, n: _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
+    ),
+    SegmentationMetric(
+        "iou",
+        "IoU (macro over lesion classes)",
+        True,
+        lambda c, n: _ratio(c["tp"], c["tp"] + c["fp"] + c["fn"]),
+    ),
+    SegmentationMetric(
+        "lesion_sensitivity",
+        "lesion-level sensitivity (lesions found / present)",
+        False,
+        lambda c, n: _ratio(c["found"], c["lesions"]),
+    ),
+    SegmentationMetric(
+        "fp_lesions_per_image",
+        "false-positive lesions per image",
+        False,
+        lambda c, n: _per_image(c["fp_lesions"], n),
+    ),
+)
+
+
 def scores_from_counts(
-    counts: dict[str, np.ndarray], n_images: int, lesion_classes: Sequence[str]
+    counts: Mapping[str, np.ndarray], n_images: int, lesion_classes: Sequence[str]
 ) -> dict[str, float]:
-    """Dice, IoU, lesion sensitivity and FP lesions per image from summed counts."""
-    tp, fp, fn = (np.asarray(counts[k], dtype=float)[1:] for k in ("tp", "fp", "fn"))
-    lesions, found, fp_lesions = (
-        np.asarray(counts[k], dtype=float) for k in ("lesions", "found", "fp_lesions")
-    )
-    per_class = {
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": _ratio(tp, tp + fp + fn),
-        "lesion_sensitivity": _ratio(found[1:], lesions[1:]),
-        "fp_lesions_per_image": fp_lesions[1:] / n_images if n_images else fp_lesions[1:] * np.nan,
-    }
-    scores = {
-        "dice": _nanmean(per_class["dice"]),
-        "iou": _nanmean(per_class["iou"]),
-        "lesion_sensitivity": float(_ratio(found[:1], lesions[:1])[0]),
-        "fp_lesions_per_image": float(fp_lesions[0] / n_images) if n_images else float("nan"),
-    }
-    for name, values in per_class.items():
-        for cls, value in zip(lesion_classes, values, strict=True):
-            scores[f"{name}/{cls}"] = float(value)
+    """`<metric>` and `<metric>/<class>` of every metric of `METRICS` from summed counts."""
+    as_float = {k: np.asarray(counts[k], dtype=float) for k in COUNT_FIELDS}
+    scores = {}
+    for metric in METRICS:
+        values = metric.compute(as_float, n_images)
+        scores[metric.name] = _nanmean(values[1:]) if metric.macro else float(values[0])
+        for cls, value in zip(lesion_classes, values[1:], strict=True):
+            scores[f"{metric.name}/{cls}"] = float(value)
     return scores
 
 
@@ -104,11 +140,11 @@ def _nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
 
 
-class LesionDetection(Metric):
-    """Lesion-level sensitivity and false-positive lesions per image (connected components).
+class SegmentationCounts(Metric):
+    """Every count of `COUNT_FIELDS` summed over an epoch's images, and the images.
 
-    Counted on the CPU image by image (`lesion_counts`), summed across batches and DDP
-    processes. Index 0 holds lesions of any class, index k lesion class k.
+    Counted on the CPU image by image (`image_counts`, the report's), summed across
+    batches and DDP processes; `scores_from_counts` turns them into the metrics.
     """
 
     full_state_update = False
@@ -116,61 +152,27 @@ class LesionDetection(Metric):
     def __init__(self, num_classes: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.num_classes = num_classes
-        for name in ("lesions", "found", "fp_lesions"):
+        for name in COUNT_FIELDS:
             self.add_state(name, torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("images", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """preds and target: B x H x W class indices."""
-        for pred, true in zip(preds.cpu().numpy(), target.cpu().numpy(), strict=True):
-            counts = image_counts(pred, true, self.num_classes)
-            for name in ("lesions", "found", "fp_lesions"):
-                getattr(self, name).add_(torch.as_tensor(counts[name], device=self.device))
+        pairs = zip(preds.cpu().numpy(), target.cpu().numpy(), strict=True)
+        counts = [image_counts(pred, true, self.num_classes) for pred, true in pairs]
+        for name in COUNT_FIELDS:
+            summed = np.sum([c[name] for c in counts], axis=0, dtype=np.int64)
+            getattr(self, name).add_(torch.as_tensor(summed, device=self.device))
         self.images += len(preds)
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        images = self.images.clamp(min=1).float()
-        return {
-            "lesion_sensitivity": self.found.float() / self.lesions.float(),
-            "fp_lesions_per_image": self.fp_lesions.float() / images,
-        }
+    def compute(self) -> tuple[dict[str, np.ndarray], int]:
+        """(the summed counts, the number of images), as `scores_from_counts` takes them."""
+        return {k: getattr(self, k).cpu().numpy() for k in COUNT_FIELDS}, int(self.images)
 
 
-def segmentation_metrics(num_classes: int) -> MetricCollection:
-    """Dice and IoU per class (global), lesion detection; `num_classes` counts background."""
-    return MetricCollection(
-        {
-            "dice": DiceScore(
-                num_classes,
-                include_background=False,
-                average="none",
-                aggregation_level="global",
-                input_format="index",
-            ),
-            "iou": MulticlassJaccardIndex(num_classes, average="none", validate_args=False),
-            "lesions": LesionDetection(num_classes),
-        },
-        compute_groups=False,
-    )
-
-
-def flatten_segmentation(
-    values: dict[str, torch.Tensor], split: str, lesion_classes: Sequence[str]
+def epoch_scores(
+    counts: Mapping[str, np.ndarray], n_images: int, split: str, lesion_classes: Sequence[str]
 ) -> dict[str, float]:
-    """`<split>/<metric>` (macro over lesion classes) and `<split>/<metric>/<class>`."""
-    per_class = {
-        "dice": values["dice"].float(),
-        "iou": values["iou"].float()[1:],  # the Jaccard index counts background as class 0
-        "lesion_sensitivity": values["lesion_sensitivity"].float()[1:],
-        "fp_lesions_per_image": values["fp_lesions_per_image"].float()[1:],
-    }
-    flat = {
-        f"{split}/dice": _nanmean(per_class["dice"].cpu().numpy()),
-        f"{split}/iou": _nanmean(per_class["iou"].cpu().numpy()),
-        f"{split}/lesion_sensitivity": float(values["lesion_sensitivity"][0]),
-        f"{split}/fp_lesions_per_image": float(values["fp_lesions_per_image"][0]),
-    }
-    for name, vector in per_class.items():
-        for cls, value in zip(lesion_classes, vector.tolist(), strict=True):
-            flat[f"{split}/{name}/{cls}"] = float(value)
-    return flat
+    """`<split>/<metric>` and `<split>/<metric>/<class>` of every metric of `METRICS`."""
+    scores = scores_from_counts(counts, n_images, lesion_classes)
+    return {f"{split}/{name}": value for name, value in scores.items()}

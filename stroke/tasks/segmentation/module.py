@@ -14,10 +14,11 @@ from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
 from stroke.errors import ConfigError
-from stroke.evaluation.epoch_metrics import epoch_metrics, flatten_metrics
+from stroke.evaluation.epoch_metrics import EpochPredictions
+from stroke.evaluation.epoch_metrics import epoch_scores as class_scores
 from stroke.tasks.base import TaskModule, default_optimizer, plain_values
 from stroke.tasks.segmentation.masks import BACKGROUND
-from stroke.tasks.segmentation.metrics import flatten_segmentation, segmentation_metrics
+from stroke.tasks.segmentation.metrics import SegmentationCounts, epoch_scores
 from stroke.tasks.segmentation.networks import create_segmentation_network
 
 #: `model.loss`: the segmentation loss, from smp and torch.
@@ -129,10 +130,11 @@ class StrokeSegmenter(TaskModule):
         self.criterion = build_loss(loss)
         self.class_criterion = nn.CrossEntropyLoss() if joint else None
         outputs = len(self.lesion_classes) + 1
-        self.val_metrics = segmentation_metrics(outputs)
-        self.test_metrics = segmentation_metrics(outputs)
-        self.val_class_metrics = epoch_metrics(num_classes) if joint else None
-        self.test_class_metrics = epoch_metrics(num_classes) if joint else None
+        # the epoch's counts and class predictions, scored by the reports' code at its end
+        self.val_metrics = SegmentationCounts(outputs)
+        self.test_metrics = SegmentationCounts(outputs)
+        self.val_class_metrics = EpochPredictions(num_classes) if joint else None
+        self.test_class_metrics = EpochPredictions(num_classes) if joint else None
         self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
         self.register_buffer("train_sums", torch.zeros(1), persistent=False)
         self.train_seen = 0
@@ -183,11 +185,11 @@ class StrokeSegmenter(TaskModule):
 
     def _epoch_values(self, split: str) -> dict[str, float]:
         metrics = getattr(self, f"{split}_metrics")
-        values = flatten_segmentation(metrics.compute(), split, self.lesion_classes)
+        values = epoch_scores(*metrics.compute(), split, self.lesion_classes)
         metrics.reset()
         class_metrics = getattr(self, f"{split}_class_metrics")
         if class_metrics is not None:
-            values.update(flatten_metrics(class_metrics.compute(), split, self.class_names))
+            values.update(class_scores(*class_metrics.compute(), split, self.class_names))
             class_metrics.reset()
         return values
 

@@ -24,17 +24,16 @@ from stroke.evaluation.metrics import bootstrap_intervals, with_intervals
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import plot_slice_gallery, plot_volume_agreement
 from stroke.evaluation.report import format_estimate
-from stroke.tasks.segmentation.metrics import COUNT_FIELDS, image_counts, scores_from_counts
+from stroke.tasks.segmentation.metrics import (
+    COUNT_FIELDS,
+    METRICS,
+    image_counts,
+    scores_from_counts,
+)
 from stroke.tasks.segmentation.units import patient_volumes, slice_geometry
 
-#: Rows of the headline table, in reading order.
-HEADLINE = (
-    ("dice", "Dice (macro over lesion classes)"),
-    ("iou", "IoU (macro over lesion classes)"),
-    ("lesion_sensitivity", "lesion-level sensitivity (lesions found / present)"),
-    ("fp_lesions_per_image", "false-positive lesions per image"),
-)
-PER_CLASS = ("dice", "iou", "lesion_sensitivity", "fp_lesions_per_image")
+#: the columns of the per-class table: every metric (each has a value per lesion class)
+PER_CLASS = tuple(m.name for m in METRICS)
 
 
 @dataclass
@@ -342,7 +341,7 @@ def _markdown(
         "",
         "| metric | value [95% CI] |",
         "| --- | --- |",
-        *[f"| {label} | {format_estimate(metrics.get(key))} |" for key, label in HEADLINE],
+        *[f"| {m.label} | {format_estimate(metrics.get(m.name))} |" for m in METRICS],
         "",
         "| lesion class | " + " | ".join(PER_CLASS) + " |",
         "|---" * (len(PER_CLASS) + 1) + "|",
