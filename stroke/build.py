@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
+from stroke.data.batch_augment import BatchAugmentation
 from stroke.data.datamodule import StrokeDataModule
 from stroke.errors import ConfigError
 
@@ -31,7 +32,6 @@ def build_datamodule(cfg: DictConfig, augment: bool = True, **overrides: Any) ->
     A per-image policy (albumentations) runs in the loader; a `BatchAugmentation`
     (`augmentation=gpu`) runs on whole batches on the training device.
     """
-    from stroke.data.batch_augment import BatchAugmentation
 
     transform = instantiate(cfg.augmentation) if augment and cfg.get("augmentation") else None
     if isinstance(transform, BatchAugmentation):

@@ -53,7 +53,8 @@ def _auto_precision(accelerator: str = "auto") -> str:
 
 
 def _run_name() -> str:
-    from stroke.runs.naming import current_run_name  # imported on use, as above
+    # imported on use: stroke.runs sits above stroke.config (the one layering exception)
+    from stroke.runs.naming import current_run_name
 
     return current_run_name()
 
@@ -65,7 +66,7 @@ def _run_dir(runs_dir: str, name: str, task: str, ckpt_path: str | None) -> str:
 
 
 def _config_subdir(runs_dir: str, task: str, ckpt_path: str | None, now: str) -> str:
-    from stroke.runs.resume import config_subdir_resolver
+    from stroke.runs.resume import config_subdir_resolver  # imported on use, as above
 
     return config_subdir_resolver(runs_dir, task, ckpt_path, now)
 

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from stroke.bench.loops import InMemoryBatches, Timing, autocast_for, synchronize, take_batches
+from stroke.bench.loops import (
+    InMemoryBatches,
+    Timing,
+    autocast_for,
+    lightning_loop,
+    synchronize,
+    take_batches,
+)
 from stroke.bench.probes import loader_throughput
 from stroke.build import build_datamodule
 from stroke.errors import ConfigError
@@ -115,7 +122,6 @@ def net_uses_nhwc(net: nn.Module) -> bool:
 
 def timm_comparison(bench: Bench, report: Report) -> None:
     """stroke-train's loop (tensors in memory, and the cached loader) against timm's method."""
-    from stroke.bench.loops import lightning_loop
 
     dm, cfg = bench.cached, bench.cfg
     # the stroke-train loops run inside one epoch, as stroke-bench's full mode does

@@ -15,6 +15,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from stroke.bench.compare import loader_ceiling, timm_comparison
 from stroke.bench.loops import (
     InMemoryBatches,
     Timing,
@@ -354,7 +355,6 @@ class Bench:
 
 def run_bench(cfg: DictConfig, overrides: list[str]) -> Report:
     """Every figure of the table `bench.mode` asks for, measured in this one run."""
-    from stroke.bench.compare import loader_ceiling, timm_comparison
 
     bench = Bench(cfg)
     report = Report(bench.title())

@@ -17,6 +17,7 @@ from stroke.cli.positional import positional_path
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.runs.collect import collect_runs
+from stroke.runs.plot import plot_metric_vs_params
 from stroke.runs.table import build_table, summary_line, to_csv, to_markdown, to_rich
 from stroke.warnings_filter import quiet_third_party_warnings
 
@@ -69,7 +70,6 @@ def print_table(cfg: DictConfig) -> int:
 
 
 def _plot(runs, table, cfg: DictConfig) -> None:
-    from stroke.runs.plot import plot_metric_vs_params
 
     best_column = next(c for c in table.columns if c.startswith("best "))
     label = best_column if cfg.sort == "best" else None

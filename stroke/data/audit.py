@@ -25,6 +25,7 @@ from pathlib import Path
 from stroke.data.readers import image_suffixes
 from stroke.data.samples import SPLITS, Sample
 from stroke.errors import DatasetError
+from stroke.io import atomic_writer
 
 SKIPPED_CSV = "skipped.csv"
 #: folders a source never reads images from (lesion masks beside the images)
@@ -236,7 +237,6 @@ def write_left_out(left_out: Sequence[LeftOut], path: Path) -> Path | None:
     """`skipped.csv` (path, reason), atomically; nothing when nothing was left out."""
     if not left_out:
         return None
-    from stroke.io import atomic_writer
 
     with atomic_writer(path, "w", newline="") as fh:
         writer = csv.writer(fh)

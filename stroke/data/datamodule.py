@@ -24,6 +24,8 @@ from stroke.data.audit import (
     summarize,
     write_left_out,
 )
+from stroke.data.cache import ImageCache
+from stroke.data.context import neighbour_indices
 from stroke.data.dataset import ImageClassificationDataset, SampleDataset
 from stroke.data.folds import assign_fold
 from stroke.data.leakage import (
@@ -358,8 +360,6 @@ class StrokeDataModule(L.LightningDataModule):
         """The torch Dataset of one split."""
         neighbours = None
         if self.preprocessing.context_slices:
-            from stroke.data.context import neighbour_indices
-
             neighbours = neighbour_indices(
                 samples, self.preprocessing.context_slices, self.sample_settings.slice_regex
             )
@@ -428,7 +428,6 @@ class StrokeDataModule(L.LightningDataModule):
 
     def _cached_loader(self) -> Callable:
         """The loader answered from the image cache (built here on first use)."""
-        from stroke.data.cache import ImageCache
 
         self.image_cache = ImageCache(self.loader, self.samples, self.cache_dir)
         return self.image_cache

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stroke.data.context import stack_channels
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
 from stroke.data.sampling import seed_transform
@@ -72,8 +73,6 @@ class ImageClassificationDataset(SampleDataset):
         if self.neighbours is None:
             image = self.loader(self.samples[index])
         else:
-            from stroke.data.context import stack_channels
-
             image = stack_channels([self.loader(self.samples[j]) for j in self.neighbours[index]])
         image = self.augment(seed, image=image)["image"]
         return self.preprocessing.to_tensor(image), self.targets[index]

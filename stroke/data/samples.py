@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stroke.errors import DatasetError
+from stroke.io import atomic_writer
 
 #: Split names used everywhere (splits.csv, the `split` column of a CSV source).
 SPLITS = ("train", "val", "test")
@@ -116,7 +117,6 @@ def write_splits_csv(samples: Sequence[Sample], path: Path) -> None:
     A `slice_index` column is added only when samples are slices of multi-image files,
     so one-image-per-file datasets keep the four-column file.
     """
-    from stroke.io import atomic_writer
 
     with_slices = any(s.slice_index is not None for s in samples)
     with atomic_writer(path, "w", newline="") as fh:

@@ -22,6 +22,7 @@ from stroke.evaluation.metrics import (  # noqa: E402
     reliability_bins,
     roc_auc,
 )
+from stroke.evaluation.overlay import truth_and_prediction
 
 DPI = 110
 
@@ -197,7 +198,6 @@ def lesion_outline_figure(
 
     Each epoch in TensorBoard and as the report's gallery of the worst slices.
     """
-    from stroke.evaluation.overlay import truth_and_prediction
 
     n = len(images)
     columns = max(1, min(columns, n))

@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import classification_report
 
+from stroke.evaluation.attention import learned_patient_predictions
 from stroke.evaluation.evaluate import (
     LEARNED_AGGREGATION,
     EvaluationConfig,
     SplitPredictions,
     chosen_thresholds,
     evaluate_predictions,
+    predict_split,
 )
 from stroke.evaluation.metrics import METRICS, PER_CLASS_METRICS
 from stroke.evaluation.patient import has_patient_groups
@@ -300,7 +302,6 @@ def evaluate_and_report(
     context: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Predict the validation and test splits of a set-up datamodule and write the report."""
-    from stroke.evaluation.evaluate import predict_split
 
     val = predict_split(net, datamodule, "val", device) if len(datamodule.datasets["val"]) else None
     test = predict_split(net, datamodule, "test", device)
@@ -310,8 +311,6 @@ def evaluate_and_report(
     config = config or EvaluationConfig()
     learned = None
     if LEARNED_AGGREGATION in config.patient_aggregations and has_patient_groups(test.patient_ids):
-        from stroke.evaluation.attention import learned_patient_predictions
-
         if hasattr(net, "forward_head"):
             learned = learned_patient_predictions(net, datamodule, val, test, device, config.seed)
         else:  # e.g. an ensemble: no one feature space to pool

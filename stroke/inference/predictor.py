@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from stroke.data.context import stack_channels
 from stroke.data.images import ImageLoader
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.readers import searched_suffixes
@@ -89,8 +90,6 @@ def preprocess_file(
     """
     image = (loader or preprocessing.file_loader())(path)
     if preprocessing.context_slices:  # a lone slice: its own neighbours (a 1-slice volume)
-        from stroke.data.context import stack_channels
-
         image = stack_channels([image] * (2 * preprocessing.context_slices + 1))
     return image, preprocessing.normalize(image)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
+from stroke.errors import ConfigError
+
 
 class ConvBlock(nn.Sequential):
     """3x3 convolution, optional batch norm, ReLU, optional 2x2 max-pool and dropout."""
@@ -57,8 +59,6 @@ class ClassifierHead(nn.Module):
     ) -> None:
         super().__init__()
         if pool not in POOL_TYPES:
-            from stroke.errors import ConfigError
-
             raise ConfigError(
                 f"model.backbone.head_pool={pool!r} is not a head pooling: "
                 f"expected one of {', '.join(POOL_TYPES)}"

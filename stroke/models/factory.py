@@ -18,6 +18,7 @@ from pathlib import Path
 import timm
 from torch import nn
 
+from stroke.config import stroke_home
 from stroke.errors import ConfigError
 from stroke.models import custom
 
@@ -32,7 +33,6 @@ WEIGHTS_DIR_ENV = "STROKE_WEIGHTS_DIR"
 
 def weights_dir() -> Path:
     """Where pre-fetched weights are looked for: `STROKE_WEIGHTS_DIR`, else home/weights."""
-    from stroke.config import stroke_home
 
     return Path(os.environ.get(WEIGHTS_DIR_ENV) or stroke_home() / "weights").expanduser()
 

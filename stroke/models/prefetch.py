@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 
 from stroke.errors import ConfigError
+from stroke.models import custom
 
 
 def prefetch(names: list[str], directory: Path) -> list[Path]:
     """Download each backbone's pretrained weights and save them as `<dir>/<name>.safetensors`."""
     import timm
     from safetensors.torch import save_file
-
-    from stroke.models import custom
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []

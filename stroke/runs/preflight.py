@@ -19,6 +19,7 @@ from typing import Any, Literal, Union
 import lightning as L
 from torch import nn
 
+from stroke.checkpoint import read_checkpoint
 from stroke.errors import CheckpointError, ConfigError, DatasetError
 from stroke.io import check_writable
 
@@ -180,7 +181,6 @@ def check_resume_checkpoint(ckpt_path: str | Path | None) -> dict | None:
     """
     if not ckpt_path:
         return None
-    from stroke.checkpoint import read_checkpoint
 
     checkpoint = read_checkpoint(ckpt_path)
     missing = [k for k in RESUME_KEYS if k not in checkpoint]

@@ -18,6 +18,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from stroke.errors import StorageError
 from stroke.io import atomic_write_text
 from stroke.runs.interrupt import signal_of
+from stroke.runs.naming import differing_overrides, swept_keys
+from stroke.runs.tensorboard import hparam_columns, metric_columns, write_hparams
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +207,6 @@ def log_hparams(loggers: Iterable[Any], cfg: DictConfig, metrics: Mapping[str, f
     """
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
 
-    from stroke.runs.naming import swept_keys
-    from stroke.runs.tensorboard import hparam_columns, metric_columns, write_hparams
-
     if not _is_rank_zero():  # DDP: the other ranks' loggers write nothing
         return
     hydra = _hydra_config()
@@ -229,7 +228,6 @@ def log_hparams(loggers: Iterable[Any], cfg: DictConfig, metrics: Mapping[str, f
 def _swept_hparams(cfg: DictConfig, hydra: Any, params: dict[str, Any]) -> list[str]:
     """Flat names of the overrides that set the run apart; added to `params` when missing
     (a key outside the recorded sections, e.g. `callbacks.early_stopping.patience`)."""
-    from stroke.runs.naming import differing_overrides
 
     if hydra is None:
         return []

@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stroke.io import atomic_write_text
+from stroke.runs.record import FINISHED, read_status
+
 #: Folder beside run directories where SLURM jobs note theirs, for their requeued attempts.
 SLURM_NOTES = ".slurm_jobs"
 
@@ -75,7 +78,6 @@ def note_slurm_run(run_dir: Path) -> None:
     job = slurm_job_id()
     if not job:
         return
-    from stroke.io import atomic_write_text
 
     atomic_write_text(Path(run_dir).parent / SLURM_NOTES / job, str(run_dir))
 
@@ -84,8 +86,6 @@ def checkpoint_to_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
     """`ckpt_path` when given; under SLURM, the `last.ckpt` of this job's unfinished run
     (its requeued attempt continues where preemption stopped it); else None."""
     import logging
-
-    from stroke.runs.record import FINISHED, read_status
 
     if ckpt_path or not slurm_job_id():
         return ckpt_path or None

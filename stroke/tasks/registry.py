@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stroke.checkpoint import (
+    checkpoint_task,  # the registry is importable on its own
+    read_checkpoint,
+)
 from stroke.errors import CheckpointError, ConfigError
 
 #: task name -> the module whose `TASK` holds its parts (imported when first asked for)
@@ -82,7 +86,6 @@ def get_task(name: str) -> TaskParts:
 
 def task_of(checkpoint: dict, path: str | Path) -> TaskParts:
     """The task of a checkpoint read by `stroke.checkpoint.read_checkpoint`."""
-    from stroke.checkpoint import checkpoint_task  # the registry is importable on its own
 
     name = checkpoint_task(checkpoint)
     try:
@@ -96,7 +99,6 @@ def task_of(checkpoint: dict, path: str | Path) -> TaskParts:
 
 def task_of_checkpoints(paths: Iterable[Path]) -> TaskParts:
     """The one task of several checkpoints (an ensemble): mixing tasks is an error."""
-    from stroke.checkpoint import read_checkpoint
 
     paths = list(paths)
     # the record only (tensors memory-mapped, not read): the task's loader reads the weights

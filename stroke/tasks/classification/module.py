@@ -20,6 +20,7 @@ from stroke.evaluation.epoch_metrics import (
 from stroke.evaluation.metrics import confusion_matrix
 from stroke.models import create_model
 from stroke.tasks.base import TaskModule, default_optimizer, plain_values
+from stroke.tasks.classification.ensemble import FlipAverage
 
 
 class StrokeClassifier(TaskModule):
@@ -113,8 +114,6 @@ class StrokeClassifier(TaskModule):
         """What validation, test and the evaluation report score: the backbone, or with
         `model.tta=true` the mean of it on the image and its left-right mirror."""
         if self.hparams.get("tta"):
-            from stroke.tasks.classification.ensemble import FlipAverage
-
             return FlipAverage(self.net)
         return self.net
 
@@ -196,6 +195,7 @@ class StrokeClassifier(TaskModule):
             if isinstance(logger, TensorBoardLogger):
                 import matplotlib.pyplot as plt
 
+                # imported on use: matplotlib only when a figure is drawn
                 from stroke.evaluation.plots import confusion_matrix_figure
 
                 fig = confusion_matrix_figure(
@@ -213,6 +213,7 @@ class StrokeClassifier(TaskModule):
         self, datamodule, out_dir, config, device, context: Mapping[str, object]
     ) -> dict[str, object]:
         """The evaluation report (stroke-eval's) of these weights on the test split."""
+        # imported on use: the report draws with matplotlib, which loading a model skips
         from stroke.evaluation.report import evaluate_and_report
 
         return evaluate_and_report(

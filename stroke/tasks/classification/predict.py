@@ -182,6 +182,7 @@ def _report_left_out(inputs, paths: list[Path], out_dir: Path) -> None:
 
 def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Path) -> dict:
     """Save a Grad-CAM overlay per readable image, for its predicted class."""
+    # imported on use: pytorch-grad-cam and OpenCV only when explain=true asks for maps
     from stroke.explain.gradcam import grad_cams, overlay
 
     readable = [r for r in batch if not r.error]

@@ -91,6 +91,7 @@ class ServedModel:
 
     def grad_cams(self, batch: np.ndarray, targets: list[int]) -> np.ndarray:
         """Grad-CAM maps (N x H x W in 0..1) of each input for its decided class."""
+        # imported on use: pytorch-grad-cam only when a page asks for a map
         from stroke.explain.gradcam import grad_cams
 
         return grad_cams(self.classifier.net, torch.from_numpy(batch), targets, self.target_layer)

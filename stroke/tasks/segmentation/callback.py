@@ -40,6 +40,7 @@ class LesionOutlineCallback(Callback):
             logits, _ = pl_module(self._images.to(pl_module.device))
         pl_module.train(was_training)
         predicted = list(logits.argmax(dim=1).cpu().numpy())
+        # imported on use: matplotlib only when a figure is drawn
         from stroke.evaluation.plots import lesion_outline_figure
 
         names = pl_module.channel_names

@@ -213,6 +213,7 @@ class StrokeSegmenter(TaskModule):
         self, datamodule, out_dir: Path, config, device, context: Mapping[str, object]
     ) -> dict[str, object]:
         """The segmentation report of these weights on the datamodule's test split."""
+        # imported on use: the report draws with matplotlib, which loading a model skips
         from stroke.tasks.segmentation.report import evaluate_segmentation
 
         return evaluate_segmentation(self.net, datamodule, out_dir, config, device, context)

@@ -25,14 +25,24 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from stroke.data.images import letterbox
-from stroke.data.nifti import volume_stem
+from stroke.data.nifti import (
+    axial_slicer,
+    axial_spacing_mm,
+    read_axial_slice,
+    to_voxel_plane,
+    volume_geometry,
+    volume_stem,
+)
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.readers import format_of
 from stroke.data.samples import Sample
+from stroke.data.windowing import apply_windows, resolve_window
 from stroke.errors import ConfigError
 from stroke.evaluation.overlay import CLASS_COLORS, mask_overlay
 from stroke.hardware import resolve_device, resolve_num_workers
-from stroke.inference.predictor import resolve_inputs
+from stroke.inference.onnx_export import read_onnx_metadata
+from stroke.inference.predictor import OnnxBackend, resolve_inputs
+from stroke.tasks.segmentation.checkpoint import load_segmenter
 from stroke.tasks.segmentation.units import SliceGeometry, slice_geometry
 
 log = logging.getLogger("stroke.predict")
@@ -79,7 +89,6 @@ class OnnxSegmentationBackend:
     """(mask logits, class logits or None) from an exported segmenter through ONNX Runtime."""
 
     def __init__(self, onnx_path: str | Path) -> None:
-        from stroke.inference.predictor import OnnxBackend
 
         self.session = OnnxBackend(onnx_path).session
         self.input_name = self.session.get_inputs()[0].name
@@ -195,14 +204,6 @@ def predict_volume(
 
     Slices are read as training read them (`NiftiSource`: the recorded window(s)).
     """
-    from stroke.data.nifti import (
-        axial_slicer,
-        axial_spacing_mm,
-        read_axial_slice,
-        to_voxel_plane,
-        volume_geometry,
-    )
-    from stroke.data.windowing import apply_windows, resolve_window
 
     if preprocessing.dicom_windows is None:
         return VolumePrediction(
@@ -252,7 +253,6 @@ def predict_volume(
 
 def describe_model(cfg: DictConfig, segmenter) -> SegmenterDescription:
     """Classes and preprocessing from the loaded checkpoint, else from the ONNX metadata."""
-    from stroke.inference.onnx_export import read_onnx_metadata
 
     if segmenter is not None:
         preprocessing = segmenter.preprocessing
@@ -279,7 +279,6 @@ def describe_model(cfg: DictConfig, segmenter) -> SegmenterDescription:
 
 def run_segmentation_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     """Predict every input and write masks, overlays and the CSV; (csv, files, failures)."""
-    from stroke.tasks.segmentation.checkpoint import load_segmenter
 
     segmenter = load_segmenter(cfg.ckpt_path) if cfg.ckpt_path else None
     model = describe_model(cfg, segmenter)

@@ -23,7 +23,7 @@ from stroke.evaluation.evaluate import EvaluationConfig, SplitPredictions
 from stroke.evaluation.metrics import bootstrap_intervals, with_intervals
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import plot_slice_gallery, plot_volume_agreement
-from stroke.evaluation.report import format_estimate
+from stroke.evaluation.report import format_estimate, write_evaluation
 from stroke.tasks.segmentation.metrics import (
     COUNT_FIELDS,
     METRICS,
@@ -245,7 +245,6 @@ def _gallery(net, datamodule, test, indices: list[int], out: Path, device) -> Pa
 
 def _classification(net, datamodule, test, out: Path, config, context, device) -> dict:
     """The joint head's classification report (stroke-eval's), in `classification/`."""
-    from stroke.evaluation.report import write_evaluation
 
     def as_classification(preds: SegmentationPredictions) -> SplitPredictions:
         return SplitPredictions(
