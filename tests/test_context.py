@@ -12,6 +12,7 @@ from conftest import write_image
 from stroke.data import FolderSource, Sample, StrokeDataModule
 from stroke.data.context import neighbour_indices
 from stroke.data.preprocessing import Preprocessing
+from stroke.data.samples import label_set, label_set_string
 from stroke.errors import ConfigError, DatasetError
 
 
@@ -71,3 +72,25 @@ def test_the_dataset_stacks_the_neighbours_as_channels(tmp_path):
     assert record["context_slices"] == 1
     restored = Preprocessing.from_record(record)
     assert restored.channels == 3 and restored.context_slices == 1
+
+
+def test_slices_of_a_series_are_ordered_by_their_position_not_their_listing():
+    """One file per slice (RSNA's flat folder): the series, and the position along the slice
+    normal, say which slices neighbour each other, whatever the listing order."""
+    positions = [30.0, -5.0, 12.5, 0.0]  # listed out of order; -5 < 0 < 12.5 < 30
+    samples = [
+        Sample(Path(f"/flat/ID_{i}.dcm"), "none", "P1", series_id="S1", slice_position=z)
+        for i, z in enumerate(positions)
+    ] + [Sample(Path("/flat/ID_9.dcm"), "none", "P1", series_id="S2", slice_position=0.0)]
+    neighbours = neighbour_indices(samples, 1)
+    assert neighbours[1] == [1, 1, 3]  # the lowest slice: itself repeated below
+    assert neighbours[3] == [1, 3, 2]
+    assert neighbours[0] == [2, 0, 0]  # the highest
+    assert neighbours[4] == [4, 4, 4]  # another series: alone
+
+
+def test_a_label_set_is_one_sorted_string():
+    assert label_set_string(["subdural", "epidural", "subdural"]) == "epidural|subdural"
+    assert label_set_string([]) == label_set_string(["none"]) == "none"
+    assert label_set("epidural|subdural") == {"epidural", "subdural"}
+    assert label_set("none") == frozenset()

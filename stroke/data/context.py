@@ -6,6 +6,8 @@ bright blob on three consecutive slices, a vessel in one plane a line. With
 it in slice order, so the model's first convolution sees the local 3-D context.
 
 Slice order comes from what the source knows:
+- a sample with a `series_id` (single-slice DICOM files of one series) belongs to its
+  series and is ordered by `slice_position`, its position along the slice normal;
 - a sample with a `slice_index` (a NIfTI volume, a multi-frame DICOM) belongs to the
   volume of its file and is ordered by that index;
 - other samples (single-slice DICOM, image files) belong to the volume of their patient
@@ -31,14 +33,20 @@ from stroke.errors import ConfigError, DatasetError
 
 
 def volume_key(sample: Sample) -> tuple[str, ...]:
-    """The volume a slice belongs to: its file (slices of one file), else patient and folder."""
+    """The volume a slice belongs to: its series when the source knows it, its file (slices of
+    one file), else patient and folder."""
+    if sample.series_id is not None:
+        return ("series", str(sample.series_id))
     if sample.slice_index is not None:
         return ("file", str(sample.path))
     return ("folder", str(sample.patient_id), str(Path(sample.path).parent))
 
 
-def slice_number(sample: Sample, pattern: re.Pattern | None) -> int | None:
-    """The slice's position in its volume: `slice_index`, else the regex's first group."""
+def slice_number(sample: Sample, pattern: re.Pattern | None) -> float | None:
+    """The slice's position in its volume: `slice_position` (mm along the normal), else
+    `slice_index`, else the regex's first group."""
+    if sample.slice_position is not None:
+        return float(sample.slice_position)
     if sample.slice_index is not None:
         return int(sample.slice_index)
     if pattern is None:

@@ -130,7 +130,15 @@ class DicomSource:
         _warn_if_patient_ids_look_blanked(labelled)
         labelled.sort(key=_slice_order)
         return [
-            Sample(img.path, labels[img.path], img.patient_id, slice_index=frame)
+            Sample(
+                img.path,
+                labels[img.path],
+                img.patient_id,
+                slice_index=frame,
+                # one file per slice: its series and place along the normal order the scan
+                series_id=(img.series_uid or None) if frame is None else None,
+                slice_position=img.position if frame is None else None,
+            )
             for img in labelled
             for frame in (range(img.frames) if img.frames > 1 else [None])
         ]

@@ -25,6 +25,15 @@ class Sample:
     `slice_index` picks one 2-D image out of a file that holds several (an axial slice
     of a NIfTI volume, a frame of a multi-frame DICOM); None for one-image files.
     `mask_path` is an optional lesion mask of the same geometry (kept for segmentation).
+    `series_id` and `slice_position` place a slice in its scan when the source knows them
+    (DICOM: SeriesInstanceUID, and the position along the slice normal in mm from
+    ImagePositionPatient and ImageOrientationPatient): 2.5D context and series-level
+    models read a series in that order.
+
+    A multi-label sample (several findings per image, e.g. hemorrhage subtypes) keeps one
+    `label` string, its positive labels sorted and joined by `|` (`subarachnoid|subdural`),
+    or `none` without any: splits and folds stratify on it like on a class, and the
+    multi-label task turns it into a 0/1 vector (`multilabel_targets`).
     """
 
     path: Path
@@ -33,6 +42,24 @@ class Sample:
     split: str | None = None
     slice_index: int | None = None
     mask_path: Path | None = None
+    series_id: str | None = None
+    slice_position: float | None = None
+
+
+#: the label of a multi-label sample without any finding, and the separator of label sets
+NO_FINDING = "none"
+LABEL_SEPARATOR = "|"
+
+
+def label_set_string(positives: Iterable[str]) -> str:
+    """A multi-label sample's `label`: its positive labels, sorted and `|`-joined, or `none`."""
+    names = sorted({str(p) for p in positives if str(p) != NO_FINDING})
+    return LABEL_SEPARATOR.join(names) if names else NO_FINDING
+
+
+def label_set(label: str) -> frozenset[str]:
+    """The positive labels of a multi-label `label` string (empty for `none`)."""
+    return frozenset(p for p in str(label).split(LABEL_SEPARATOR) if p and p != NO_FINDING)
 
 
 def patient_id_from_name(path: Path, pattern: re.Pattern[str] | None) -> str:
