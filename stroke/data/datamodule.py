@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -28,13 +27,9 @@ from stroke.data.cache import ImageCache
 from stroke.data.context import neighbour_indices
 from stroke.data.dataset import ImageClassificationDataset, SampleDataset
 from stroke.data.folds import assign_fold
-from stroke.data.leakage import (
-    NearDuplicate,
-    later_copies,
-    write_leakage_csv,
-)
+from stroke.data.leakage import NearDuplicate, later_copies, leakage_summary, write_leakage_csv
 from stroke.data.leakage_store import check_leakage
-from stroke.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing
+from stroke.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, measured_statistics
 from stroke.data.samples import (
     SPLITS,
     Sample,
@@ -134,30 +129,10 @@ class StrokeDataModule(L.LightningDataModule):
         keys["std"] = DEFAULT_STD if std == "dataset" else std
         return Preprocessing(**keys, dicom_windows=windows)
 
-    # -- the settings by their old names (read by callbacks, benchmarks, reports) ----------
     @property
     def batch_size(self) -> int:
+        """Images per batch (`data.batch_size`)."""
         return self.loading.batch_size
-
-    @property
-    def seed(self) -> int:
-        return self.splits.seed
-
-    @property
-    def fold(self) -> int | None:
-        return self.splits.fold
-
-    @property
-    def folds(self) -> int:
-        return self.splits.folds
-
-    @property
-    def val_fraction(self) -> float:
-        return self.splits.val_fraction
-
-    @property
-    def test_fraction(self) -> float:
-        return self.splits.test_fraction
 
     # -- what the model needs to know -------------------------------------------------
     @property
@@ -244,18 +219,21 @@ class StrokeDataModule(L.LightningDataModule):
             presplit = Counter(s.split for s in samples if s.split is not None)
             log.info("data.resplit: the source's splits %s pooled and split again", dict(presplit))
             samples = [replace(s, split=None) for s in samples]
-        if self.fold is not None:
+        if self.splits.fold is not None:
             self.samples = assign_fold(
                 samples,
-                self.folds,
-                self.fold,
-                self.val_fraction,
-                self.test_fraction,
-                self.seed,
+                self.splits.folds,
+                self.splits.fold,
+                self.splits.val_fraction,
+                self.splits.test_fraction,
+                self.splits.seed,
                 self.splits.fold_split,
             )
         else:
-            self.samples = assign_splits(samples, self.val_fraction, self.test_fraction, self.seed)
+            splits = self.splits
+            self.samples = assign_splits(
+                samples, splits.val_fraction, splits.test_fraction, splits.seed
+            )
         # whatever the source and split scheme, a patient in two splits is leakage
         check_no_patient_overlap(self.samples)
         self.data_warnings = [w for w in [summarize(self.left_out, where)] if w]
@@ -282,7 +260,7 @@ class StrokeDataModule(L.LightningDataModule):
             self.class_names,
             *(len(self.datasets[s]) for s in SPLITS),
             len({s.patient_id for s in self.samples}),
-            f", fold {self.fold} of {self.folds}" if self.fold is not None else "",
+            "" if self.splits.fold is None else f", fold {self.splits.fold} of {self.splits.folds}",
         )
         # through the cache: the leakage check reads every image, the cache has them decoded
         self.near_duplicates = check_leakage(
@@ -300,31 +278,12 @@ class StrokeDataModule(L.LightningDataModule):
             )
 
     def _measure_statistics(self, loader: Callable) -> None:
-        """`data.mean=dataset data.std=dataset`: per-channel mean and std of the training
-        images (after `equalize`), which the checkpoint then records like given values."""
-        from dataclasses import replace as replace_fields
-
+        """`data.mean=dataset data.std=dataset`: measured on the training images, then
+        recorded in the checkpoint like given values."""
         train = [s for s in self.samples if s.split == "train"]
-        if not train:
-            raise DatasetError("data.mean/std=dataset: no training images to measure")
-        view = self._image_view(loader)
-        sums = np.zeros(self.in_chans)
-        squares = np.zeros(self.in_chans)
-        pixels = 0
-        for sample in train:
-            image = self.preprocessing.equalized(view(sample)).astype(np.float64) / 255.0
-            sums += image.sum(axis=(0, 1))
-            squares += (image**2).sum(axis=(0, 1))
-            pixels += image.shape[0] * image.shape[1]
-        mean = sums / pixels
-        std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-6))
-        self.preprocessing = replace_fields(
-            self.preprocessing, mean=tuple(mean.tolist()), std=tuple(std.tolist())
+        self.preprocessing = measured_statistics(
+            self.preprocessing, train, self._image_view(loader)
         )
-        log.info(
-            "data: mean %s, std %s measured on %d training images",
-            [round(m, 4) for m in mean], [round(v, 4) for v in std], len(train),
-        )  # fmt: skip
 
     def _drop_later_copies(self, loader: Callable) -> None:
         """`data.leakage=drop`: val and test images that copy one of an earlier split go."""
@@ -340,14 +299,7 @@ class StrokeDataModule(L.LightningDataModule):
 
     def leakage_summary(self) -> str | None:
         """One line on the near duplicates found across splits and what was done (reports)."""
-        if not self.near_duplicates:
-            return None
-        found = f"{len(self.near_duplicates)} near-duplicate pair(s) across splits (leakage.csv)"
-        if not self.leakage_dropped:
-            return f"{found}; data.leakage={self.leakage}: kept, the metrics may be inflated"
-        counts = ", ".join(f"{n} from {split}" for split, n in sorted(self.leakage_dropped.items()))
-        total = sum(self.leakage_dropped.values())
-        return f"{found}; data.leakage=drop: {total} later copies dropped ({counts})"
+        return leakage_summary(self.near_duplicates, self.leakage, self.leakage_dropped)
 
     # -- what a task-specific datamodule (e.g. segmentation) changes ------------------------
     def _dataset(
@@ -411,7 +363,7 @@ class StrokeDataModule(L.LightningDataModule):
             pin_memory=pin,
             drop_last=drop_last,
             # worker seeds from here, not from the global RNG the model's dropout draws on
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=torch.Generator().manual_seed(self.splits.seed),
         )
 
     def _epoch_sampler(self, size: int) -> EpochSampler:
@@ -423,7 +375,11 @@ class StrokeDataModule(L.LightningDataModule):
             targets = torch.tensor(self.datasets["train"].targets)
             weights = 1.0 / torch.tensor(counts, dtype=torch.double)[targets]
         return EpochSampler(
-            size, self.seed, self.batch_size, weights, lambda: training_position(self.trainer)
+            size,
+            self.splits.seed,
+            self.batch_size,
+            weights,
+            lambda: training_position(self.trainer),
         )
 
     def _cached_loader(self) -> Callable:

@@ -21,7 +21,7 @@ import csv
 import hashlib
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
@@ -234,6 +234,20 @@ def resolve_leakage_mode(mode: str | bool | None) -> str:
     if isinstance(mode, str) and mode.lower() in LEAKAGE_MODES:
         return mode.lower()
     raise DatasetError(f"data.leakage must be one of {list(LEAKAGE_MODES)}, got {mode!r}")
+
+
+def leakage_summary(
+    duplicates: Sequence[NearDuplicate], mode: str, dropped: Mapping[str, int]
+) -> str | None:
+    """One line on the near duplicates found across splits and what `data.leakage=<mode>`
+    did with them (`dropped`: images left out per split); None when there are none."""
+    if not duplicates:
+        return None
+    found = f"{len(duplicates)} near-duplicate pair(s) across splits (leakage.csv)"
+    if not dropped:
+        return f"{found}; data.leakage={mode}: kept, the metrics may be inflated"
+    counts = ", ".join(f"{n} from {split}" for split, n in sorted(dropped.items()))
+    return f"{found}; data.leakage=drop: {sum(dropped.values())} later copies dropped ({counts})"
 
 
 def write_leakage_csv(duplicates: Sequence[NearDuplicate], path: Path) -> None:

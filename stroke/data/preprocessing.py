@@ -9,6 +9,7 @@ at inference is what it saw in training. A checkpoint stores it as plain values
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -20,7 +21,9 @@ import torch
 from stroke.data.images import ImageLoader, letterbox, letterbox_box, unletterbox
 from stroke.data.readers import FileReader
 from stroke.data.samples import Sample
-from stroke.errors import ConfigError
+from stroke.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
 
 #: Normalisation of the 0..1 pixel range when a config sets none: a windowed CT slice is
 #: mostly air (0) and brain (mid-grey), so 0.5 +- 0.25 puts it near zero mean, unit spread.
@@ -248,3 +251,28 @@ class Preprocessing:
 
 #: the fields of `Preprocessing`, the keys of its `record()`: declared once, by the dataclass
 PREPROCESSING_FIELDS = tuple(f.name for f in fields(Preprocessing))
+
+
+def measured_statistics(
+    preprocessing: Preprocessing, train: Sequence[Sample], view: Callable[[Sample], np.ndarray]
+) -> Preprocessing:
+    """`data.mean=dataset data.std=dataset`: `preprocessing` with the per-channel mean and
+    std of the training images (after `equalize`), read through `view` (the loader or the
+    cache)."""
+    if not train:
+        raise DatasetError("data.mean/std=dataset: no training images to measure")
+    sums = np.zeros(preprocessing.in_chans)
+    squares = np.zeros(preprocessing.in_chans)
+    pixels = 0
+    for sample in train:
+        image = preprocessing.equalized(view(sample)).astype(np.float64) / 255.0
+        sums += image.sum(axis=(0, 1))
+        squares += (image**2).sum(axis=(0, 1))
+        pixels += image.shape[0] * image.shape[1]
+    mean = sums / pixels
+    std = np.sqrt(np.maximum(squares / pixels - mean**2, 1e-6))
+    log.info(
+        "data: mean %s, std %s measured on %d training images",
+        [round(m, 4) for m in mean], [round(v, 4) for v in std], len(train),
+    )  # fmt: skip
+    return replace(preprocessing, mean=tuple(mean.tolist()), std=tuple(std.tolist()))

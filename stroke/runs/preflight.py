@@ -137,7 +137,7 @@ def check_validation(datamodule, monitor: str | None, trainer_cfg: Mapping[str, 
         raise DatasetError(
             f"the validation split of {datamodule.source!r} is empty, so monitor={monitor} "
             f"(best checkpoint, early stopping) has nothing to score "
-            f"(data.val_fraction={datamodule.val_fraction}, "
+            f"(data.val_fraction={datamodule.splits.val_fraction}, "
             f"{len(datamodule.samples)} images, "
             f"{len({s.patient_id for s in datamodule.samples})} patients)",
             hint="raise data.val_fraction, add patients, or give a val/ folder (data=presplit)",
