@@ -19,6 +19,7 @@ import numpy as np
 from stroke.data.images import letterbox
 from stroke.errors import ConfigError, DatasetError
 from stroke.tasks.segmentation.checkpoint import load_segmenter
+from stroke.tasks.segmentation.inference import TorchSegmentationBackend, predict_masks
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,6 @@ class CheckpointSegmenter:
     """
 
     def __init__(self, loaded, device: str = "cpu") -> None:
-        # the segmentation package (and smp) only when a segmenter is served
-        from stroke.tasks.segmentation.predict import TorchSegmentationBackend, predict_masks
 
         if loaded.preprocessing is None:
             raise ConfigError(
