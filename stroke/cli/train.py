@@ -107,7 +107,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @command
-@replaced_dicts("data.class_map")
+@replaced_dicts("data.class_map", "model.loss.log_loss_weights")
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the optimized metric to Hydra sweepers (e.g. Optuna)."""

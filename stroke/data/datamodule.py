@@ -76,18 +76,16 @@ class StrokeDataModule(L.LightningDataModule):
         self.settings = settings = settings or DataSettings.from_keys(keys)
         self.source = source
         self.preprocessing = self._preprocessing(settings.preprocessing)
-        # the groups, by what they are for
         self.sample_settings = settings.samples
         self.splits = settings.splits
         self.loading = settings.loading
         self.leakage = settings.leakage.leakage
         self.cache = settings.cache.cache
-        cache_dir = settings.cache.cache_dir
-        self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "images"
+        self.cache_dir = Path(settings.cache.cache_dir or cache_home() / "images")
         self.num_workers = resolve_num_workers(self.loading.num_workers, cached=self.cache)
         # a source that knows its format (DICOM, NIfTI) decodes its own samples and says how
-        decoding = isinstance(source, DecodingSource)
-        self.loader = self.preprocessing.loader(reader=source.read if decoding else None)
+        reader = source.read if isinstance(source, DecodingSource) else None
+        self.loader = self.preprocessing.loader(reader=reader)
         self.train_transform = train_transform
         # augmentation of whole training batches on the device (stroke.data.batch_augment)
         self.batch_transform = batch_transform
@@ -214,7 +212,7 @@ class StrokeDataModule(L.LightningDataModule):
         if not samples:
             class_map = self.sample_settings.class_map
             raise DatasetError(f"data.class_map={class_map} drops every image of {where}")
-        self.class_names = resolve_classes(samples, self.sample_settings.classes, where)
+        self.class_names = self._class_names(samples, where)
         if self.splits.resplit:
             presplit = Counter(s.split for s in samples if s.split is not None)
             log.info("data.resplit: the source's splits %s pooled and split again", dict(presplit))
@@ -237,7 +235,7 @@ class StrokeDataModule(L.LightningDataModule):
         # whatever the source and split scheme, a patient in two splits is leakage
         check_no_patient_overlap(self.samples)
         self.data_warnings = [w for w in [summarize(self.left_out, where)] if w]
-        self.data_warnings += split_warnings(self.samples, self.class_names)
+        self.data_warnings += self._split_warnings()
         for warning in self.data_warnings:
             log.warning("data: %s", warning)
         if expected := summarize(self.left_out, where, notable=False):
@@ -302,6 +300,14 @@ class StrokeDataModule(L.LightningDataModule):
         return leakage_summary(self.near_duplicates, self.leakage, self.leakage_dropped)
 
     # -- what a task-specific datamodule (e.g. segmentation) changes ------------------------
+    def _class_names(self, samples: list[Sample], where: str) -> list[str]:
+        """The classes the model outputs: the labels found (or `data.classes`)."""
+        return resolve_classes(samples, self.sample_settings.classes, where)
+
+    def _split_warnings(self) -> list[str]:
+        """A line for each validation or test split missing a class."""
+        return split_warnings(self.samples, self.class_names)
+
     def _dataset(
         self,
         samples: list[Sample],
@@ -310,14 +316,15 @@ class StrokeDataModule(L.LightningDataModule):
         transform: Callable | None,
     ) -> SampleDataset:
         """The torch Dataset of one split."""
-        neighbours = None
-        if self.preprocessing.context_slices:
-            neighbours = neighbour_indices(
-                samples, self.preprocessing.context_slices, self.sample_settings.slice_regex
-            )
+        neighbours = self._neighbours(samples)
         return ImageClassificationDataset(
             samples, class_to_idx, loader, self.preprocessing, transform, neighbours
         )
+
+    def _neighbours(self, samples: list[Sample]) -> list[list[int]] | None:
+        """2.5D: each sample's context slices (stroke/data/context.py); None without."""
+        k = self.preprocessing.context_slices
+        return neighbour_indices(samples, k, self.sample_settings.slice_regex) if k else None
 
     def _check_decoding(self, loader: Callable) -> None:
         """Without a cache: fail before training when the data cannot be decoded."""

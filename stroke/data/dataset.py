@@ -30,13 +30,17 @@ class SampleDataset(Dataset):
         transform: Callable | None = None,
     ) -> None:
         self.samples = list(samples)
-        self.targets = [class_to_idx[s.label] for s in self.samples]
+        self.targets = self.targets_of(self.samples, class_to_idx)
         self.loader = loader
         self.preprocessing = preprocessing
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def targets_of(self, samples: Sequence[Sample], class_to_idx: dict[str, int]) -> list:
+        """Each sample's image-level target: its class index (a multi-label task: a vector)."""
+        return [class_to_idx[s.label] for s in samples]
 
     def augment(self, seed: int | None, **targets: np.ndarray) -> dict[str, np.ndarray]:
         """The transform applied to `targets` (image, and mask for segmenters), seeded when

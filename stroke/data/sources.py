@@ -9,6 +9,7 @@ DICOM and NIfTI sources, which also decode their own format, live in their own m
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,7 +17,12 @@ import numpy as np
 
 from stroke.data.label_table import read_csv_rows
 from stroke.data.readers import image_suffixes
-from stroke.data.samples import Sample, compile_patient_regex, patient_id_from_name
+from stroke.data.samples import (
+    Sample,
+    compile_patient_regex,
+    label_set_string,
+    patient_id_from_name,
+)
 from stroke.errors import DatasetError
 
 
@@ -189,6 +195,10 @@ class PresplitSource(FolderSource):
         return samples
 
 
+#: the cells of a 0/1 label column (source.label_columns)
+_TRUE, _FALSE = ("1", "1.0", "true", "yes"), ("0", "0.0", "false", "no")
+
+
 class CsvSource:
     """A CSV of labels whose rows name images by path, or by an id put into `path_template`."""
 
@@ -205,6 +215,7 @@ class CsvSource:
         split_column: str | None = None,
         mask_column: str | None = None,
         mask_dir: str | None = None,
+        label_columns: Sequence[str] | None = None,
     ) -> None:
         if (id_column is None) == (path_column is None):
             raise DatasetError(
@@ -228,6 +239,12 @@ class CsvSource:
         # lesion masks (segmentation): a column of paths, or the image's path under mask_dir
         self.mask_column = mask_column
         self.mask_dir = mask_dir
+        # multi-label: one 0/1 column per label; the sample's label is its label set
+        if label_columns is not None and (isinstance(label_columns, str) or not label_columns):
+            raise DatasetError(
+                f"source.label_columns must be a list of column names, got {label_columns!r}"
+            )
+        self.label_columns = list(label_columns) if label_columns is not None else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(csv_path={str(self.csv_path)!r})"
@@ -246,13 +263,14 @@ class CsvSource:
         header = [h.strip() for h in rows[0]]
         columns = {name: i for i, name in enumerate(header)}
         wanted = {
-            "label_column": self.label_column,
+            "label_column": None if self.label_columns else self.label_column,
             "path_column": self.path_column,
             "id_column": self.id_column,
             "patient_column": self.patient_column,
             "split_column": self.split_column,
             "mask_column": self.mask_column,
         }
+        wanted.update({f"label_columns[{i}]": c for i, c in enumerate(self.label_columns or [])})
         for key, name in wanted.items():
             if name is not None and name not in columns:
                 raise DatasetError(
@@ -274,7 +292,8 @@ class CsvSource:
                 patient_id = patient_id_from_name(path, self.patient_regex)
             split = self._split(cell, line_no) if self.split_column else None
             mask = self._mask_path(cell, image_root, path)
-            samples.append(Sample(path, cell[self.label_column], patient_id, split, None, mask))
+            label = self._label(cell, line_no)
+            samples.append(Sample(path, label, patient_id, split, None, mask))
         if missing:
             shown = "; ".join(missing[:5]) + (
                 f"; and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -285,6 +304,22 @@ class CsvSource:
         if not samples:
             raise DatasetError(f"CSV of labels {self.csv_path} has no data rows")
         return samples
+
+    def _label(self, cell: dict[str, str], line_no: int) -> str:
+        """The row's label: its label cell, or with label_columns its label set."""
+        if self.label_columns is None:
+            return cell[self.label_column]
+        positives = []
+        for column in self.label_columns:
+            value = cell[column].lower()
+            if value not in _TRUE + _FALSE:
+                raise DatasetError(
+                    f"{self.csv_path} line {line_no}: column {column!r} holds {cell[column]!r}; "
+                    "a label column holds 0 or 1"
+                )
+            if value in _TRUE:
+                positives.append(column)
+        return label_set_string(positives)
 
     def _mask_path(self, cell: dict[str, str], image_root: Path, image: Path) -> Path | None:
         """The row's lesion mask: its mask_column cell, else the image's path under mask_dir."""

@@ -113,6 +113,37 @@ def plot_roc(
     return _save(fig, path)
 
 
+def plot_label_roc(
+    targets: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    path: Path,
+    title: str,
+    operating_points: Sequence[tuple[int, float, float]] = (),
+) -> Path:
+    """Multi-label ROC curves, one per label (column) with its AUC; `operating_points` are
+    (label, 1 - specificity, sensitivity) at the thresholds chosen on validation."""
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    colors = {}
+    for k, label in enumerate(labels):
+        positive = np.asarray(targets)[:, k] > 0.5
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, probs[:, k])
+        (line,) = ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc(positive, probs[:, k]):.3f})")
+        colors[k] = line.get_color()
+    for k, false_pos_rate, sensitivity in operating_points:
+        if k in colors:
+            ax.plot(false_pos_rate, sensitivity, "o", markersize=6, color=colors[k],
+                    markeredgecolor="black")  # fmt: skip
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    _label_unit_square(
+        ax, "1 - specificity (false positive rate)", "sensitivity (true positive rate)", title
+    )
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
 def _label_unit_square(ax, xlabel: str, ylabel: str, title: str) -> None:
     """Axis labels, title and 0-1 limits (with a margin for curves on the edge) of a rate plot."""
     ax.set_xlabel(xlabel)

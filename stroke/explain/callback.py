@@ -40,6 +40,8 @@ class GradCamCallback(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         loggers = image_epoch_loggers(trainer, self.every_n_epochs, self.num_images)
         net = getattr(pl_module, "net", None)
+        if not getattr(pl_module, "explains_one_class", True):  # e.g. multi-label outputs
+            return
         if not loggers or net is None or not self._pick_images(trainer):
             return
         images = self._images.to(pl_module.device)

@@ -12,7 +12,14 @@ from stroke.runs.collect import RunRecord, swept_keys
 
 #: Test metrics shown when the user names none, those the runs have: a classifier's, a
 #: segmenter's (a joint model has both).
-DEFAULT_METRICS = ("test/accuracy", "test/f1", "test/roc_auc", "test/dice", "test/iou")
+DEFAULT_METRICS = (
+    "test/accuracy",
+    "test/f1",
+    "test/roc_auc",
+    "test/weighted_log_loss",
+    "test/dice",
+    "test/iou",
+)
 
 
 @dataclass

@@ -45,6 +45,8 @@ class TaskModule(L.LightningModule):
     task: ClassVar[str] = ""
     #: the names `train_sums` holds, in order; the first is shown in the progress bar
     train_epoch_metrics: ClassVar[tuple[str, ...]] = ("train/loss",)
+    #: whether each image has one predicted class (softmax) that Grad-CAM can explain
+    explains_one_class: ClassVar[bool] = True
     class_names: list[str]
 
     def configure_optimizers(self):

@@ -26,6 +26,7 @@ from stroke.errors import CheckpointError, ConfigError
 TASK_MODULES: dict[str, str] = {
     "classification": "stroke.tasks.classification",
     "segmentation": "stroke.tasks.segmentation",
+    "multilabel": "stroke.tasks.multilabel",
 }
 _LOADED: dict[str, TaskParts] = {}
 
