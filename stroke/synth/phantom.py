@@ -303,14 +303,29 @@ def _slice_plane(head: _Head, z: float, axis: np.ndarray) -> tuple[_Plane, float
     return plane, inner, 0.5 * (lateral + ap)
 
 
-def _render_slice(
-    head: _Head,
-    lesions: list[_Hemorrhage | _Infarct],
-    z: float,
-    axis: np.ndarray,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render one axial slice at level z; returns the windowed uint8 image and lesion mask."""
+@dataclass
+class _Anatomy:
+    """One slice's anatomy in HU, before lesions, noise and blur, with the maps lesions need."""
+
+    plane: _Plane
+    hu: np.ndarray  # air, scalp, bone, tissue and CSF
+    tissue: np.ndarray  # grey and white matter as if there were no CSF
+    rb: np.ndarray  # 1 on the inner skull table, below 1 inside it
+    brain: np.ndarray  # inside the inner table
+    sulcus_line: np.ndarray  # near 1 on a sulcus' centre line
+    sulcus_depth: np.ndarray  # how far (in rb) sulci reach in from the inner table
+    cisterns: np.ndarray  # the CSF rim, the interhemispheric fissure and the ventricles
+    ventricles: np.ndarray
+    csf_fraction: np.ndarray  # 0 in tissue, 1 in CSF
+
+    @property
+    def parenchyma(self) -> np.ndarray:
+        """Brain pixels that are mostly tissue, not CSF."""
+        return self.brain & (self.csf_fraction < 0.5)
+
+
+def _render_anatomy(head: _Head, z: float, axis: np.ndarray) -> _Anatomy:
+    """The head at level z in HU: skull, scalp, cortex and white matter, sulci and CSF."""
     plane, inner, radius = _slice_plane(head, z, axis)
     u, v, theta = plane.u, plane.v, plane.theta
     # rho is 1 on the outer skull table; the egg factor widens the back of the head.
@@ -337,35 +352,59 @@ def _render_slice(
 
     rim = 0.012 + 0.02 * head.atrophy
     fissure = (np.abs(u) < 0.008 + 0.008 * head.atrophy) & (np.abs(v + 0.05) > 0.45)
-    cisterns = (rb > 1.0 - rim) | fissure | _ventricles(plane, head)
+    ventricles = _ventricles(plane, head)
+    cisterns = (rb > 1.0 - rim) | fissure | ventricles
     csf_fraction = np.maximum(sulcus_csf, cisterns)
     hu[brain] = (tissue + csf_fraction * (_CSF_HU - tissue))[brain]
+    return _Anatomy(
+        plane, hu, tissue, rb, brain, sulcus_line, depth, cisterns, ventricles, csf_fraction
+    )
+
+
+def _acquire(hu: np.ndarray, head: _Head, rng: np.random.Generator) -> np.ndarray:
+    """What the scanner makes of the HU map: quantum noise, then its point-spread blur."""
+    hu += head.noise_hu * rng.standard_normal(hu.shape, dtype=np.float32)
+    return _gaussian_blur(hu, head.blur * max(hu.shape[0] / 128, 0.5))
+
+
+def _render_slice(
+    head: _Head,
+    lesions: list[_Hemorrhage | _Infarct],
+    z: float,
+    axis: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render one axial slice at level z; returns the windowed uint8 image and lesion mask."""
+    anatomy = _render_anatomy(head, z, axis)
+    plane, hu, tissue = anatomy.plane, anatomy.hu, anatomy.tissue
 
     # Lesions replace parenchyma only: blood or oedema never shows up in CSF or bone.
-    parenchyma = brain & (csf_fraction < 0.5)
-    parenchyma_and_sulci = brain & ~cisterns
-    mask = np.zeros(u.shape, dtype=bool)
-    min_pixels = max(8, round(16 * (u.shape[0] / 128) ** 2))
+    parenchyma = anatomy.parenchyma
+    parenchyma_and_sulci = anatomy.brain & ~anatomy.cisterns
+    mask = np.zeros(hu.shape, dtype=bool)
+    min_pixels = max(8, round(16 * (hu.shape[0] / 128) ** 2))
     for i, lesion in enumerate(lesions):
         margin = lesion.margin(plane)
         eligible = parenchyma_and_sulci if lesion.effaces_sulci else parenchyma
         region = (margin > 0) & eligible
         if i == 0 and region.sum() < min_pixels:
             # Near the end of a lesion the section can vanish; keep its closest few pixels.
-            candidates = np.where(eligible, margin, -np.inf).ravel()
-            nearest = np.argpartition(-candidates, min_pixels)[:min_pixels]
-            region = np.zeros(u.size, dtype=bool)
-            region[nearest] = True
-            region = region.reshape(u.shape)
+            region = _nearest_pixels(margin, eligible, min_pixels)
             margin = np.where(region, np.inf, margin)
         if lesion.effaces_sulci:
             hu[region] = tissue[region]
         lesion.apply(hu, margin, region, head)
         mask |= region
+    return _window_uint8(_acquire(hu, head, rng)), mask
 
-    hu += head.noise_hu * rng.standard_normal(hu.shape, dtype=np.float32)
-    hu = _gaussian_blur(hu, head.blur * max(u.shape[0] / 128, 0.5))
-    return _window_uint8(hu), mask
+
+def _nearest_pixels(margin: np.ndarray, eligible: np.ndarray, count: int) -> np.ndarray:
+    """The `count` eligible pixels of highest margin: a lesion's section where it all but ends."""
+    candidates = np.where(eligible, margin, -np.inf).ravel()
+    nearest = np.argpartition(-candidates, count)[:count]
+    region = np.zeros(margin.size, dtype=bool)
+    region[nearest] = True
+    return region.reshape(margin.shape)
 
 
 def _gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
