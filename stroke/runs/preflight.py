@@ -144,15 +144,20 @@ def check_validation(datamodule, monitor: str | None, trainer_cfg: Mapping[str, 
         )
 
 
-def small_validation_warning(samples, class_names, monitor: str | None) -> str | None:
+def small_validation_warning(
+    samples, class_names, monitor: str | None, classes_of=None
+) -> str | None:
     """A line when the validation split that picks the best checkpoint holds fewer than
-    SMALL_VALIDATION_PATIENTS patients of some class (None otherwise)."""
+    SMALL_VALIDATION_PATIENTS patients of some class (None otherwise). `classes_of(sample)`:
+    the classes a sample counts for (its label; a multi-label datamodule's positives)."""
     if not monitor or not str(monitor).startswith("val/"):
         return None
+    classes_of = classes_of or (lambda sample: {sample.label})
     patients: dict[str, set[str]] = {c: set() for c in class_names}
     for s in samples:
-        if s.split == "val" and s.label in patients:
-            patients[s.label].add(s.patient_id)
+        for c in classes_of(s) if s.split == "val" else ():
+            if c in patients:
+                patients[c].add(s.patient_id)
     if not any(patients.values()):
         return None
     thin = {c: len(p) for c, p in patients.items() if len(p) < SMALL_VALIDATION_PATIENTS}
@@ -251,6 +256,7 @@ def check_run(cfg, datamodule, model, checkpoint: dict | None = None) -> None:
             getattr(datamodule, "samples", []),
             getattr(datamodule, "class_names", []),
             checkpoint_monitor(cfg),
+            getattr(datamodule, "classes_of", None),
         )
         if warning:
             log.warning("data: %s", warning)

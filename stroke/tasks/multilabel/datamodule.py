@@ -115,6 +115,11 @@ class MultiLabelDataModule(StrokeDataModule):
                 )
         return warnings
 
+    def classes_of(self, sample: Sample) -> set[str]:
+        """The output labels a sample is positive for (`any` derived)."""
+        vector = multilabel_targets(sample.label, self.labels, self.any_label)
+        return {name for name, v in zip(self.output_labels, vector, strict=True) if v}
+
     def label_set_counts(self, split: str = "train") -> Counter:
         """Images per label set in a split (the co-occurrence a report shows)."""
         return Counter(s.label for s in self.split_samples(split))
