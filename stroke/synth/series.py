@@ -33,7 +33,8 @@ from stroke.data.samples import label_set_string
 from stroke.errors import ConfigError
 from stroke.io import atomic_write_text, atomic_writer
 from stroke.synth import phantom
-from stroke.synth.phantom import _acquire, _Head, _render_anatomy, _require_int
+from stroke.synth.anatomy import Head, acquire, render_anatomy
+from stroke.synth.phantom import _require_int
 from stroke.synth.subtypes import SUBTYPES, draw_patient_bleeds, paint_bleeds
 
 __all__ = [
@@ -113,7 +114,7 @@ class PatientSeries:
 def render_patient(config: SeriesPhantomConfig, index: int) -> PatientSeries:
     """Render patient `index` of the phantom; the same for any n_patients."""
     rng = np.random.default_rng([config.seed, index, _STREAM])
-    head = _Head(rng)
+    head = Head(rng)
     n_slices = int(rng.integers(config.slices_per_series[0], config.slices_per_series[1] + 1))
     bottom, top = rng.uniform(-0.68, -0.55), rng.uniform(0.78, 0.88)
     spacing = round((top - bottom) * _BRAIN_HALF_HEIGHT_MM / (n_slices - 1), 3)
@@ -122,14 +123,12 @@ def render_patient(config: SeriesPhantomConfig, index: int) -> PatientSeries:
                  range(n_slices)]  # fmt: skip
     size = config.image_size
     axis = ((np.arange(size) + 0.5) / size * 2.0 - 1.0).astype(np.float32)
-    anatomies = [
-        _render_anatomy(head, (z - table) / _BRAIN_HALF_HEIGHT_MM, axis) for z in positions
-    ]
+    anatomies = [render_anatomy(head, (z - table) / _BRAIN_HALF_HEIGHT_MM, axis) for z in positions]
     bleeds = draw_patient_bleeds(anatomies, rng)
     hu, masks = [], []
     for k, anatomy in enumerate(anatomies):
         masks.append(paint_bleeds(anatomy.hu, anatomy, k, bleeds))
-        scanned = _acquire(anatomy.hu, head, rng)
+        scanned = acquire(anatomy.hu, head, rng)
         hu.append(np.clip(np.rint(scanned), _INTERCEPT, 3071).astype(np.int16))
     masks_array = np.stack(masks)
     runs = {}

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from stroke.synth.phantom import _Anatomy, _nearest_pixels, _SmoothField
+from stroke.synth.anatomy import Anatomy, SmoothField, nearest_pixels
 
 #: RSNA's subtypes in its CSV order; a mask pixel of value i + 1 is blood of SUBTYPES[i].
 SUBTYPES: tuple[str, ...] = (
@@ -81,15 +81,15 @@ class _Bleed:
         t = (index - (self.first + self.last) / 2) / half
         return math.sqrt(1.0 - t * t)
 
-    def eligible(self, anatomy: _Anatomy) -> np.ndarray:
+    def eligible(self, anatomy: Anatomy) -> np.ndarray:
         """Where this subtype can lie in the slice."""
         return anatomy.brain
 
-    def margin(self, anatomy: _Anatomy, profile: float) -> np.ndarray:
+    def margin(self, anatomy: Anatomy, profile: float) -> np.ndarray:
         """Positive inside the lesion's section at this profile, growing towards its core."""
         raise NotImplementedError
 
-    def room(self, anatomy: _Anatomy) -> bool:
+    def room(self, anatomy: Anatomy) -> bool:
         """Whether the slice has room for this subtype (where its runs may go)."""
         return self.eligible(anatomy).sum() >= _ROOM[self.subtype] * anatomy.hu.size
 
@@ -110,7 +110,7 @@ class _AgainstSkull(_Bleed):
         """The arc and thickness of the section at this profile, as shares of the largest."""
         raise NotImplementedError
 
-    def margin(self, anatomy: _Anatomy, profile: float) -> np.ndarray:
+    def margin(self, anatomy: Anatomy, profile: float) -> np.ndarray:
         arc, thick = self.scales(profile)
         s = _angle_from(anatomy.plane.theta, self.direction) / (self.half_arc * arc)
         depth = self.thickness * thick * self.shape(np.clip(s, -1.0, 1.0))
@@ -161,12 +161,12 @@ class _Intraparenchymal(_Bleed):
         self.radii = (size, size * rng.uniform(0.65, 1.5))
         self.angle = rng.uniform(0, np.pi)
         self.irregularity = rng.uniform(0.05, 0.2)
-        self.outline = _SmoothField(rng, 8, 10.0)
+        self.outline = SmoothField(rng, 8, 10.0)
 
-    def eligible(self, anatomy: _Anatomy) -> np.ndarray:
+    def eligible(self, anatomy: Anatomy) -> np.ndarray:
         return anatomy.parenchyma & (anatomy.rb < 0.8) & ~anatomy.ventricles
 
-    def margin(self, anatomy: _Anatomy, profile: float) -> np.ndarray:
+    def margin(self, anatomy: Anatomy, profile: float) -> np.ndarray:
         plane = anatomy.plane
         du, dv = plane.u - self.centre[0], plane.v - self.centre[1]
         c, s = math.cos(self.angle), math.sin(self.angle)
@@ -185,12 +185,12 @@ class _Intraventricular(_Bleed):
         self.side = int(rng.choice([-1, 0, 1]))  # 0: both ventricles
         self.fill = rng.uniform(0.5, 1.0)
 
-    def eligible(self, anatomy: _Anatomy) -> np.ndarray:
+    def eligible(self, anatomy: Anatomy) -> np.ndarray:
         if not self.side:
             return anatomy.ventricles
         return anatomy.ventricles & (self.side * anatomy.plane.u > 0)
 
-    def margin(self, anatomy: _Anatomy, profile: float) -> np.ndarray:
+    def margin(self, anatomy: Anatomy, profile: float) -> np.ndarray:
         # +v is posterior: a supine patient's blood sinks into the atria and occipital horns
         return anatomy.plane.v - (0.3 - 0.6 * self.fill * profile)
 
@@ -207,11 +207,11 @@ class _Subarachnoid(_Bleed):
         self.half_sector = rng.uniform(0.5, 1.4)
         self.depth = rng.uniform(0.15, 0.3)  # how far down the sulci it reaches mid-run
 
-    def eligible(self, anatomy: _Anatomy) -> np.ndarray:
+    def eligible(self, anatomy: Anatomy) -> np.ndarray:
         sulci = (anatomy.sulcus_line > 0.8) & (anatomy.rb > 1.0 - anatomy.sulcus_depth)
         return anatomy.brain & ~anatomy.ventricles & (sulci | anatomy.cisterns)
 
-    def margin(self, anatomy: _Anatomy, profile: float) -> np.ndarray:
+    def margin(self, anatomy: Anatomy, profile: float) -> np.ndarray:
         # mid-run it fills a wide sector deep into the sulci; at the ends, their mouths
         off = np.abs(_angle_from(anatomy.plane.theta, self.direction))
         sector = 1.0 - off / (self.half_sector * (0.4 + 0.6 * profile))
@@ -236,7 +236,7 @@ def _draw_bleeds(rng: np.random.Generator) -> list[_Bleed]:
     return [makers[name]() for name in DRAW_ORDER if name in chosen]
 
 
-def _place_run(bleed: _Bleed, anatomies: list[_Anatomy], rng: np.random.Generator) -> bool:
+def _place_run(bleed: _Bleed, anatomies: list[Anatomy], rng: np.random.Generator) -> bool:
     """Put the bleed on a run of slices that all have room for it; False when none has."""
     fits = np.array([bleed.room(a) for a in anatomies])
     wanted = int(rng.integers(_RUN_LENGTH[0], _RUN_LENGTH[1] + 1))
@@ -249,12 +249,12 @@ def _place_run(bleed: _Bleed, anatomies: list[_Anatomy], rng: np.random.Generato
     return False
 
 
-def draw_patient_bleeds(anatomies: list[_Anatomy], rng: np.random.Generator) -> list[_Bleed]:
+def draw_patient_bleeds(anatomies: list[Anatomy], rng: np.random.Generator) -> list[_Bleed]:
     """A patient's bleeds, each placed on a run of its series' slices, in drawing order."""
     return [b for b in _draw_bleeds(rng) if _place_run(b, anatomies, rng)]
 
 
-def paint_bleeds(hu: np.ndarray, anatomy: _Anatomy, index: int, bleeds: list[_Bleed]) -> np.ndarray:
+def paint_bleeds(hu: np.ndarray, anatomy: Anatomy, index: int, bleeds: list[_Bleed]) -> np.ndarray:
     """Draw the bleeds that reach slice `index` into its HU map; returns its subtype mask.
 
     Blood replaces what was there in proportion to how much of the lesion the slice
@@ -271,7 +271,7 @@ def paint_bleeds(hu: np.ndarray, anatomy: _Anatomy, index: int, bleeds: list[_Bl
         margin = bleed.margin(anatomy, profile)
         region = (margin > 0) & eligible
         if region.sum() < min_pixels:
-            region = _nearest_pixels(margin, eligible, min(min_pixels, int(eligible.sum())))
+            region = nearest_pixels(margin, eligible, min(min_pixels, int(eligible.sum())))
         weight = 0.35 + 0.65 * profile
         hu[region] += weight * (bleed.blood_hu - hu[region])
         mask[region] = SUBTYPES.index(bleed.subtype) + 1
