@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 LABELS_CSV = "stage_2_train.csv"
 IMAGES_DIR = "stage_2_train_images"
-#: The header elements the listing reads; pixel data is never touched.
+#: The header elements the listing reads (and where the pixel data lies, never its bytes).
 HEADER_TAGS = (
     "PatientID",
     "StudyInstanceUID",
@@ -131,16 +131,17 @@ class RsnaSource(WindowedDicomReader):
     def load(self) -> list[Sample]:
         """Join the table to the folder, read the labelled files' headers, one sample each."""
         self.left_out = []
-        if not self.images_dir.expanduser().is_dir():
+        folder = self.images_dir.expanduser()
+        if not folder.is_dir():
             raise DatasetError(
                 f"source.images_dir={str(self.images_dir)!r} is not an existing folder "
                 f"(expected the flat folder of ID_<SOPInstanceUID>.dcm files)"
             )
-        table = parse_label_table(self.labels_csv)
-        names = list_dicom_names(self.images_dir.expanduser())
+        table = parse_label_table(self.labels_csv.expanduser())
+        names = list_dicom_names(folder)
         joined = join_table(table, names)
         self._leave_out_mismatches(joined)
-        labels = {self.images_dir / name: label for name, label in joined.labelled}
+        labels = {folder / name: label for name, label in joined.labelled}
         images, faulty = self._read_headers(list(labels))
         self.counts = _counts(table, names, joined, images, faulty)
         self._report(table)
@@ -154,16 +155,16 @@ class RsnaSource(WindowedDicomReader):
         return dicom_samples(images, labels)
 
     def _leave_out_mismatches(self, joined: Joined) -> None:
-        table = self.labels_csv.name
+        table, folder = self.labels_csv.name, self.images_dir.expanduser()
         self.left_out += [
-            (str(self.images_dir / f"{image}.dcm"), f"listed in {table} without its file")
+            (str(folder / f"{image}.dcm"), f"listed in {table} without its file")
             for image in joined.without_file
         ]
         self.left_out += [
-            (str(self.images_dir / name), f"no labels in {table}") for name in joined.without_labels
+            (str(folder / name), f"no labels in {table}") for name in joined.without_labels
         ]
         self.left_out += [
-            (str(self.images_dir / name), f"no row in {table} for {', '.join(missing)}")
+            (str(folder / name), f"no row in {table} for {', '.join(missing)}")
             for name, missing in joined.incomplete
         ]
 
