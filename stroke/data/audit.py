@@ -113,8 +113,10 @@ def left_out_files(
     if getattr(source, "mask_dir", None):
         ignored.add(str(source.mask_dir).lower())
     out: list[LeftOut] = []
+    walked: set[str] = set()
     for path, kind in _walk(root, ignored):
         name = os.path.normpath(str(path))
+        walked.add(name)
         if name in used:
             continue
         if kind == "link":
@@ -128,6 +130,10 @@ def left_out_files(
             out.append(LeftOut(str(path), reason, reason not in EXPECTED_DICOM_SKIPS))
         else:
             out.append(LeftOut(str(path), *_reason(path, root, source)))
+    # what the source left out that is not a file here (an image its table lists without
+    # a file, a file in another folder) is said too
+    out += [LeftOut(p, r, r not in EXPECTED_DICOM_SKIPS) for p, r in known.items()
+            if p not in walked and p not in used]  # fmt: skip
     return sorted(out, key=lambda item: not item.notable)
 
 

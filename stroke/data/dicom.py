@@ -45,7 +45,7 @@ CSV_KEYS = {"sop_instance_uid": "SOPInstanceUID", "path": "path", "patient_id": 
 
 
 @dataclass(frozen=True)
-class _Image:
+class DicomImage:
     """What the scan keeps of one DICOM image file."""
 
     path: Path
@@ -60,7 +60,34 @@ class _Image:
     transfer_syntax: str
 
 
-class DicomSource:
+class WindowedDicomReader:
+    """What every DICOM source shares: its HU windows, their checkpoint record, and reading
+    a sample through them (`read`, the `DecodingSource` half)."""
+
+    root: Path
+    windows: list
+    #: read files with the 12-bit offset fault through `corrected_offset` (the RSNA source)
+    correct_offset = False
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, "
+            f"window={describe_windows(self.windows)})"
+        )
+
+    def preprocessing_record(self) -> dict[str, list]:
+        """Saved in every checkpoint: how stroke-predict reads a raw DICOM file as training did."""
+        return {"dicom_windows": windows_record(self.windows)}
+
+    def read(self, sample: Sample, in_chans: int) -> np.ndarray:
+        """The sample's image at native resolution: HU through the window(s), uint8 HxWxC."""
+        check_windows_fit(self.windows, in_chans)
+        return read_dicom_image(
+            sample.path, self.windows, in_chans, sample.slice_index, self.correct_offset
+        )
+
+
+class DicomSource(WindowedDicomReader):
     """A folder tree of DICOM files; labels from `<root>/<class>/...` or a CSV of labels.
 
     Args:
@@ -98,22 +125,16 @@ class DicomSource:
         self.csv_key_column = csv_key_column or CSV_KEYS[csv_key]
         self.label_column = label_column
         self.windows = resolve_windows(
-            _plain(window), None if multi_window is None else list(multi_window)
+            plain_config(window), None if multi_window is None else list(multi_window)
         )
         self.progress = progress
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, "
-            f"window={describe_windows(self.windows)})"
-        )
 
     # -- listing ---------------------------------------------------------------------------
     def load(self) -> list[Sample]:
         """Scan the tree and return one sample per image (per frame of multi-frame files)."""
         self.left_out: list[tuple[str, str]] = []  # (file, why): the run's skipped.csv
         images = self._scan()
-        _require_decoders(images)
+        require_decoders(images)
         labels = self._labels(images)
         labelled = [img for img in images if img.path in labels]
         self.left_out += [(str(i.path), f"no label in {self.labels_csv}") for i in images
@@ -127,23 +148,10 @@ class DicomSource:
             )
         if not labelled:
             raise DatasetError(f"no DICOM image under {self.root} has a label in {self.labels_csv}")
-        _warn_if_patient_ids_look_blanked(labelled)
-        labelled.sort(key=_slice_order)
-        return [
-            Sample(
-                img.path,
-                labels[img.path],
-                img.patient_id,
-                slice_index=frame,
-                # one file per slice: its series and place along the normal order the scan
-                series_id=(img.series_uid or None) if frame is None else None,
-                slice_position=img.position if frame is None else None,
-            )
-            for img in labelled
-            for frame in (range(img.frames) if img.frames > 1 else [None])
-        ]
+        warn_if_patient_ids_look_blanked(labelled)
+        return dicom_samples(labelled, labels)
 
-    def _scan(self) -> list[_Image]:
+    def _scan(self) -> list[DicomImage]:
         root = self.root.expanduser()
         if not root.is_dir():
             raise DatasetError(
@@ -161,7 +169,7 @@ class DicomSource:
             )
         skipped: Counter[str] = Counter()
         example: dict[str, Path] = {}
-        images: list[_Image] = []
+        images: list[DicomImage] = []
         show = self.progress and len(files) >= 200
         for path in tqdm(files, desc="scanning DICOM", unit="file", disable=not show):
             try:
@@ -175,7 +183,7 @@ class DicomSource:
                 example.setdefault(reason, path)
                 self.left_out.append((str(path), reason))
                 continue
-            images.append(_image_record(path, path.relative_to(root).as_posix(), ds))
+            images.append(image_record(path, path.relative_to(root).as_posix(), ds))
         summary = ", ".join(
             f"{n} {reason} (e.g. {example[reason]})" for reason, n in skipped.items()
         )
@@ -189,7 +197,7 @@ class DicomSource:
         return images
 
     # -- labels ----------------------------------------------------------------------------
-    def _labels(self, images: list[_Image]) -> dict[Path, str]:
+    def _labels(self, images: list[DicomImage]) -> dict[Path, str]:
         if self.labels_csv is None:
             loose = [img.relative for img in images if "/" not in img.relative]
             if loose:
@@ -211,18 +219,8 @@ class DicomSource:
         )
         return {path: table[key] for path, key in keys.items() if key in table}
 
-    def preprocessing_record(self) -> dict[str, list]:
-        """Saved in every checkpoint: how stroke-predict reads a raw DICOM file as training did."""
-        return {"dicom_windows": windows_record(self.windows)}
 
-    # -- reading ---------------------------------------------------------------------------
-    def read(self, sample: Sample, in_chans: int) -> np.ndarray:
-        """The sample's image at native resolution: HU through the window(s), uint8 HxWxC."""
-        check_windows_fit(self.windows, in_chans)
-        return read_dicom_image(sample.path, self.windows, in_chans, sample.slice_index)
-
-
-def _plain(value: object) -> object:
+def plain_config(value: object) -> object:
     """Hydra passes DictConfig/ListConfig; windows want plain dicts and strings."""
     if isinstance(value, Mapping):
         return dict(value)
@@ -241,7 +239,8 @@ def _skip_reason(path: Path, ds) -> str | None:
     return None
 
 
-def _image_record(path: Path, relative: str, ds) -> _Image:
+def image_record(path: Path, relative: str, ds) -> DicomImage:
+    """What a listing keeps of one file's header: ids, place in the scan, frames, syntax."""
     study = str(ds.get("StudyInstanceUID", "") or "")
     # anonymised exports sometimes blank PatientID; the study, then the folder, stand in
     patient = str(ds.get("PatientID", "") or "").strip() or study or str(Path(relative).parent)
@@ -249,7 +248,7 @@ def _image_record(path: Path, relative: str, ds) -> _Image:
         instance = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") is not None else None
     except (TypeError, ValueError):
         instance = None
-    return _Image(
+    return DicomImage(
         path=path,
         relative=relative,
         sop_uid=str(ds.get("SOPInstanceUID", "") or ""),
@@ -263,7 +262,31 @@ def _image_record(path: Path, relative: str, ds) -> _Image:
     )
 
 
-def _slice_order(img: _Image) -> tuple:
+def dicom_samples(images: Sequence[DicomImage], labels: Mapping[Path, str]) -> list[Sample]:
+    """One sample per image (per frame of a multi-frame file), in `slice_order`."""
+    return [
+        Sample(
+            img.path,
+            labels[img.path],
+            img.patient_id,
+            slice_index=frame,
+            # one file per slice: its series and place along the normal order the scan
+            series_id=(img.series_uid or None) if frame is None else None,
+            slice_position=scan_position(img) if frame is None else None,
+        )
+        for img in sorted(images, key=slice_order)
+        for frame in (range(img.frames) if img.frames > 1 else [None])
+    ]
+
+
+def scan_position(img: DicomImage) -> float | None:
+    """Where the slice lies in its series: mm along the normal, else its InstanceNumber."""
+    if img.position is not None:
+        return img.position
+    return None if img.instance is None else float(img.instance)
+
+
+def slice_order(img: DicomImage) -> tuple:
     """Patients, then series, then slices along the scan axis (InstanceNumber if no geometry)."""
     by_position = img.position is not None
     return (
@@ -276,7 +299,7 @@ def _slice_order(img: _Image) -> tuple:
     )
 
 
-def _require_decoders(images: list[_Image]) -> None:
+def require_decoders(images: list[DicomImage]) -> None:
     """Fail before training when any file's compression has no decoder installed."""
     by_syntax: dict[str, list[Path]] = {}
     for img in images:
@@ -285,7 +308,7 @@ def _require_decoders(images: list[_Image]) -> None:
         require_decoder(UID(uid), f"{len(paths)} file(s), e.g. {paths[0]}")
 
 
-def _warn_if_patient_ids_look_blanked(images: list[_Image]) -> None:
+def warn_if_patient_ids_look_blanked(images: list[DicomImage]) -> None:
     patients = {img.patient_id for img in images}
     studies = {img.study_uid for img in images if img.study_uid}
     if len(patients) == 1 and len(studies) > 1:

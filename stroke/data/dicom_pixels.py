@@ -4,12 +4,18 @@ pydicom decodes uncompressed, deflated and RLE data itself; JPEG, JPEG-LS and JP
 need plugins (pylibjpeg with pylibjpeg-libjpeg and pylibjpeg-openjpeg). A file whose
 decoder is missing fails with the transfer syntax and the package to install, before
 training rather than in the middle of an epoch.
+
+One known export fault is corrected on request (`read_hu(..., correct_offset=True)`, what
+the RSNA source asks for): 12-bit unsigned CT images whose RescaleIntercept is above -100
+store HU modulo 4096 rather than HU - intercept. `has_offset_fault` says so from the
+header; `corrected_offset` undoes it (+1000, wrap at 4096, intercept -1000).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -102,6 +108,36 @@ def read_header(path: Path) -> Dataset | None:
     return ds
 
 
+def read_header_tags(path: Path, tags: Sequence[str]) -> Dataset:
+    """Only the named elements of a Part 10 file, its file meta, and where its pixel data
+    lies (offset and length, for `truncation`): the pixel bytes are never read.
+
+    For archives of hundreds of thousands of slices whose layout is known (every file is
+    DICOM): no forced read, no sniffing. A file pydicom cannot parse raises DatasetError.
+    """
+    try:
+        # values over defer_size stay on disk; only the pixel data is that large here
+        return pydicom.dcmread(path, defer_size=1024, specific_tags=[*tags, "PixelData"])
+    except Exception as err:  # truncated or foreign files fail in many ways; all mean corrupt
+        raise DatasetError(f"DICOM file {path} cannot be read: {err}") from err
+
+
+@contextmanager
+def lenient_values() -> Iterator[None]:
+    """Read values that break the standard's rules without a warning each.
+
+    The RSNA data anonymised its UIDs as `ID_<hex>` (not digits and dots): pydicom would
+    warn, and log, once per UID read, millions of lines that ask nothing of the user.
+    """
+    settings = pydicom.config.settings
+    before = settings.reading_validation_mode
+    settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        yield
+    finally:
+        settings.reading_validation_mode = before
+
+
 def transfer_syntax(ds: Dataset) -> UID:
     """The transfer syntax of a data set (Implicit VR Little Endian when the meta is absent)."""
     meta = getattr(ds, "file_meta", None)
@@ -145,6 +181,31 @@ def require_decoder(uid: UID, where: str) -> None:
     )
 
 
+def truncation(path: Path, ds: Dataset) -> str | None:
+    """Why a file read by `read_header_tags` cannot hold its image, or None: no pixel data,
+    no image size, or a file that ends before its pixel data does.
+
+    One `stat`, no pixel read: a truncated copy is found while listing, not mid-epoch.
+    """
+    if "PixelData" not in ds:
+        return "no pixel data"
+    try:
+        rows, columns, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return "its header has no Rows, Columns or BitsAllocated"
+    element = ds.get_item("PixelData", keep_deferred=True)
+    start, length = getattr(element, "value_tell", None), getattr(element, "length", None)
+    if start is None or length is None or length == 0xFFFFFFFF:  # encapsulated: no size
+        return None
+    size = path.stat().st_size
+    if start + length > size:
+        return f"the file ends {start + length - size} bytes before its pixel data does"
+    declared = rows * columns * int(ds.get("SamplesPerPixel", 1) or 1) * frame_count(ds)
+    if not transfer_syntax(ds).is_compressed and length < declared * bits // 8:
+        return f"{length} bytes of pixel data for the {declared * bits // 8} it declares"
+    return None
+
+
 def frame_count(ds: Dataset) -> int:
     """Frames in the file's pixel data (1 for an ordinary CT slice)."""
     try:
@@ -169,6 +230,34 @@ def slice_position(ds: Dataset) -> float | None:
     return None
 
 
+#: Stored values wrap at 12 bits in the offset fault (`has_offset_fault`).
+_TWELVE_BITS = 4096
+#: The intercept the corrected values are read with, and the offset added to the stored ones.
+_OFFSET_INTERCEPT = -1000
+
+
+def has_offset_fault(ds: Dataset) -> bool:
+    """True for a 12-bit unsigned image with RescaleIntercept > -100: its stored values are
+    HU modulo 4096, not HU - intercept (a known fault of part of the RSNA hemorrhage data)."""
+    try:
+        return (
+            int(ds.get("BitsStored", 0)) == 12
+            and int(ds.get("PixelRepresentation", 1)) == 0
+            and float(ds.get("RescaleIntercept", -1024)) > -100
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def corrected_offset(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+    """HU of an image with the offset fault: stored + 1000, wrapped at 4096, intercept -1000
+    (the slope is the file's, 1 in every RSNA file)."""
+    shifted = pixels.astype(np.int32) + (-_OFFSET_INTERCEPT)
+    shifted[shifted >= _TWELVE_BITS] -= _TWELVE_BITS
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    return (shifted * slope + _OFFSET_INTERCEPT).astype(np.float32)
+
+
 def header_window(ds: Dataset) -> Window | None:
     """The file's own display window (first WindowCenter/WindowWidth), if it has one."""
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
@@ -185,10 +274,14 @@ def header_window(ds: Dataset) -> Window | None:
     return window if window.width > 0 else None
 
 
-def read_hu(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, Dataset]:
+def read_hu(
+    path: str | Path, frame: int | None = None, correct_offset: bool = False
+) -> tuple[np.ndarray, Dataset]:
     """One frame of a DICOM file as float32 values after the modality LUT (HU for CT).
 
     Returns the values and the data set (for its window and photometric tags).
+    `correct_offset`: a file with the 12-bit offset fault (`has_offset_fault`) is read
+    through `corrected_offset` instead of its own intercept.
     """
     path = Path(path)
     try:
@@ -216,19 +309,25 @@ def read_hu(path: str | Path, frame: int | None = None) -> tuple[np.ndarray, Dat
         ) from err
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         return pixels, ds  # colour (secondary captures): no HU, handled by the caller
+    if correct_offset and has_offset_fault(ds):
+        return corrected_offset(pixels, ds), ds
     values = apply_rescale(pixels, ds)
     return np.asarray(values, dtype=np.float32), ds
 
 
 def read_dicom_image(
-    path: str | Path, windows: Sequence[Window | str], in_chans: int, frame: int | None = None
+    path: str | Path,
+    windows: Sequence[Window | str],
+    in_chans: int,
+    frame: int | None = None,
+    correct_offset: bool = False,
 ) -> np.ndarray:
     """A DICOM image as uint8 HxWxC: HU through each window, one channel per window.
 
     Colour files (secondary captures, screenshots) have no HU; they are scaled to uint8
-    and converted to `in_chans` as a PNG would be.
+    and converted to `in_chans` as a PNG would be. `correct_offset` as for `read_hu`.
     """
-    values, ds = read_hu(path, frame)
+    values, ds = read_hu(path, frame, correct_offset)
     if values.ndim == 3:  # colour, H x W x 3 (pydicom converts YBR to RGB)
         rgb = values.astype(np.float32)
         if values.dtype != np.uint8:

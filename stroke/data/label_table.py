@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from stroke.errors import DatasetError
@@ -11,12 +11,19 @@ from stroke.errors import DatasetError
 
 def read_csv_rows(csv_path: Path, key: str) -> list[list[str]]:
     """The rows of a CSV; a file that is not text CSV is a DatasetError naming it and the line."""
-    rows: list[list[str]] = []
+    return [row for _, row in iter_csv_rows(csv_path, key)]
+
+
+def iter_csv_rows(csv_path: Path, key: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, row) of a CSV, streamed: a label table of millions of rows is never
+    held whole. A file that is not text CSV is a DatasetError naming it and the line."""
+    line = 0
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             for row in reader:
-                rows.append(row)
+                line = reader.line_num
+                yield line, row
     except UnicodeDecodeError as err:
         raise DatasetError(
             f"{key}={str(csv_path)!r} is not UTF-8 text (line {_undecodable_line(csv_path)}: "
@@ -25,11 +32,10 @@ def read_csv_rows(csv_path: Path, key: str) -> list[list[str]]:
         ) from err
     except csv.Error as err:
         raise DatasetError(
-            f"{key}={str(csv_path)!r} line {len(rows) + 1}: {err}; expected a CSV file"
+            f"{key}={str(csv_path)!r} line {line + 1}: {err}; expected a CSV file"
         ) from err
     except OSError as err:
         raise DatasetError(f"{key}={str(csv_path)!r} cannot be read: {err.strerror}") from err
-    return rows
 
 
 def _undecodable_line(csv_path: Path) -> int:
