@@ -2,8 +2,9 @@
 
 Layout: `stage_2_train.csv` (rows `ID_<SOPInstanceUID>_<subtype>,Label`, six per image,
 the subtypes of `RSNA_LABELS`) and the files `ID_<SOPInstanceUID>.dcm` in one flat folder
-(`<root>/stage_2_train_images/`, or root itself). An image's label is the set of its
-subtypes labelled 1, `any` included (`label_set_string`; `none` when all six are 0).
+(`<root>/stage_2_train/` as Kaggle ships it, `<root>/stage_2_train_images/`, or root). An
+image's label is the set of its subtypes labelled 1, `any` included (`label_set_string`;
+`none` when all six are 0).
 Patient, study and series come from each file's PatientID (StudyInstanceUID when blank),
 StudyInstanceUID and SeriesInstanceUID; slices are ordered along the slice normal
 (ImagePositionPatient on ImageOrientationPatient's normal, InstanceNumber without them).
@@ -66,7 +67,8 @@ __all__ = ["RSNA_LABELS", "RsnaSource"]
 log = logging.getLogger(__name__)
 
 LABELS_CSV = "stage_2_train.csv"
-IMAGES_DIR = "stage_2_train_images"
+#: where the download keeps the files (stage 2 as Kaggle ships it, stage 1 named it so)
+IMAGES_DIRS = ("stage_2_train", "stage_2_train_images")
 #: The header elements the listing reads (and where the pixel data lies, never its bytes).
 HEADER_TAGS = (
     "PatientID",
@@ -95,7 +97,8 @@ class RsnaSource(WindowedDicomReader):
         root: the challenge folder.
         labels_csv: the label table; None: `<root>/stage_2_train.csv`.
         images_dir: the flat folder of `ID_<SOPInstanceUID>.dcm`; None:
-            `<root>/stage_2_train_images` when it exists, else root.
+            `<root>/stage_2_train` or `<root>/stage_2_train_images` when one
+            exists, else root.
         window: a preset (brain, subdural, stroke, bone), `{width, level}` in HU, `minmax`
             or `dicom`, as for `DicomSource`.
         multi_window: three windows stacked as the three channels (needs in_chans=3).
@@ -116,8 +119,8 @@ class RsnaSource(WindowedDicomReader):
         self.root = Path(root)
         self.labels_csv = Path(labels_csv) if labels_csv else self.root / LABELS_CSV
         if images_dir is None:
-            nested = self.root / IMAGES_DIR
-            images_dir = nested if nested.is_dir() else self.root
+            nested = [self.root / name for name in IMAGES_DIRS if (self.root / name).is_dir()]
+            images_dir = nested[0] if nested else self.root
         self.images_dir = Path(images_dir)
         self.windows = resolve_windows(
             plain_config(window), None if multi_window is None else list(multi_window)
