@@ -481,3 +481,28 @@ def test_a_full_queue_is_refused_not_grown(dicom_model, monkeypatch):
     finally:
         gate.set()
         worker.stop()
+
+
+def test_a_fold_ensemble_is_served_as_stroke_predict_averages_it(
+    trained_run, phantom_dir, tmp_path, upload_root
+):
+    """Several checkpoints (or a CV multirun) are one model in the server as in stroke-predict:
+    the mean of the members' probabilities, decided by argmax, without a Grad-CAM map."""
+    last = trained_run / "checkpoints" / "last.ckpt"
+    best = best_checkpoint(trained_run)
+    members = f"[{last},{best}]"
+    pngs = [
+        Path(shutil.copy(p, tmp_path / p.name)) for p in sorted(phantom_dir.glob("*/P*.png"))[:3]
+    ]
+    predicted = predict_csv(members, pngs, tmp_path / "predictions.csv")
+    model = served(compose_config("serve", [f"ckpt_path={members}"]).ckpt_path, "ckpt_path")
+    assert model.classifier.members == (last, best) and not model.can_explain
+    assert "argmax" in model.rule.source
+    with client_for(model, upload_root) as client:
+        assert_same_probabilities(api_probabilities(client, pngs), predicted)
+        card = client.get("/api/model").json()
+        assert card["ensemble"] == [str(last), str(best)]
+        (result,) = post(client, [(pngs[0].name, pngs[0].read_bytes())], "?overlay=true").json()[
+            "results"
+        ]
+    assert result["error"] in ("", None) and "gradcam" not in (result.get("images") or {})

@@ -18,6 +18,7 @@ from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError, StrokeError
 from stroke.hardware import resolve_device
+from stroke.runs.checkpoints import checkpoint_paths
 from stroke.serve.app import create_app
 from stroke.serve.series import check_aggregation
 from stroke.serve.settings import TOKEN_ENV, ServeSettings
@@ -50,7 +51,9 @@ def served(path: str | None, key: str, **options):
     if not path and key != "ckpt_path":
         return None
     try:
-        task = task_of_checkpoints([Path(str(path or "")).expanduser()])
+        # a checkpoint, a list of them or a cross-validation multirun folder (an ensemble)
+        paths = checkpoint_paths(path) if path else [Path("")]
+        task = task_of_checkpoints(paths)
     except StrokeError as err:  # the checkpoint's messages name ckpt_path=; here it is `key`
         raise type(err)(str(err).replace("ckpt_path=", f"{key}=", 1)) from None
     if task.serve_key != key:

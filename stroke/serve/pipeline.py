@@ -122,6 +122,8 @@ class PredictionService:
         """(probabilities, decided class, Grad-CAM map or None) by upload index."""
         if not readable:
             return {}
+        # an ensemble has no one network to explain: its answers come without the map
+        overlay = overlay and getattr(self.model, "can_explain", True)
         futures = self.worker.submit(np.stack([p.tensor for p in readable]), explain=overlay)
         answers = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         per_image = [

@@ -115,6 +115,9 @@ class ModelCard(BaseModel):
     checkpoint: Checkpoint
     decision: Decision
     tta: bool
+    ensemble: list[str] = Field(
+        default_factory=list, description="the checkpoints averaged, when several are served"
+    )
     notice: str
     segmenter: str | None
     patient_aggregation: str

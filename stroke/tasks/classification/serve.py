@@ -14,8 +14,9 @@ from stroke.data.preprocessing import Preprocessing
 from stroke.data.windowing import WINDOW_PRESETS, describe_windows, resolve_window
 from stroke.errors import ConfigError
 from stroke.inference.predictor import TorchBackend, class_probabilities, preprocess_file
-from stroke.tasks.classification.checkpoint import LoadedClassifier, load_classifier
+from stroke.tasks.classification.checkpoint import LoadedClassifier
 from stroke.tasks.classification.decision import DecisionRule, decision_rule
+from stroke.tasks.classification.ensemble import load_ensemble
 
 NOTICE = (
     "Not a medical device. For research and demonstration only: not for diagnosis, "
@@ -29,6 +30,16 @@ def file_sha256(path: Path) -> str:
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def ensemble_sha256(classifier: LoadedClassifier) -> str:
+    """The checkpoint's SHA-256; of an ensemble, that of its members' hashes in order."""
+    if not classifier.members:
+        return file_sha256(classifier.path)
+    digest = hashlib.sha256()
+    for member in classifier.members:
+        digest.update(file_sha256(Path(member)).encode())
     return digest.hexdigest()
 
 
@@ -54,8 +65,16 @@ class ServedModel:
         tta: bool | None = None,
         target_layer: str | None = None,
     ) -> ServedModel:
-        """Load a stroke-train checkpoint safely (weights_only) and find its decision rule."""
-        classifier = load_classifier(ckpt_path)
+        """Load a stroke-train checkpoint safely (weights_only) and find its decision rule.
+
+        `ckpt_path` may name several checkpoints (a list, or a cross-validation multirun
+        folder): they are served as one model, their probabilities averaged, as stroke-predict
+        and stroke-eval do. An ensemble decides by `threshold=` or argmax (one fold's
+        operating point does not hold for the mean), and draws no Grad-CAM (one network's).
+        """
+        classifier = load_ensemble(ckpt_path)
+        if classifier.members and threshold == "auto" and eval_metrics is None:
+            threshold = "argmax"
         if classifier.preprocessing is None:
             raise ConfigError(
                 f"ckpt_path={str(ckpt_path)!r} records no preprocessing (an older checkpoint "
@@ -66,7 +85,7 @@ class ServedModel:
             classifier,
             classifier.preprocessing,
             rule,
-            file_sha256(classifier.path),
+            ensemble_sha256(classifier),
             device,
             classifier.tta if tta is None else bool(tta),
             target_layer,
@@ -89,8 +108,15 @@ class ServedModel:
         """Class probabilities of a batch of normalised inputs (N x C x H x W)."""
         return class_probabilities(self.backend, batch, self.tta)
 
+    @property
+    def can_explain(self) -> bool:
+        """Whether Grad-CAM maps can be drawn: one network, not an ensemble's mean."""
+        return not self.classifier.members
+
     def grad_cams(self, batch: np.ndarray, targets: list[int]) -> np.ndarray:
         """Grad-CAM maps (N x H x W in 0..1) of each input for its decided class."""
+        if self.classifier.members:
+            raise ConfigError("Grad-CAM explains one network; this server holds an ensemble")
         # imported on use: pytorch-grad-cam only when a page asks for a map
         from stroke.explain.gradcam import grad_cams
 
@@ -113,14 +139,23 @@ class ServedModel:
             "dicom_window_names": _preset_names(resolved) if resolved else None,
             "window_presets": list(WINDOW_PRESETS),
             "checkpoint": {
-                "file": self.classifier.path.name,
+                "file": self.classifier.path.name
+                + (
+                    f" + {len(self.classifier.members) - 1} more" if self.classifier.members else ""
+                ),
                 "run": run_dir.name,
                 "sha256": self.checkpoint_sha256,
             },
             "decision": self.rule.card(),
             "tta": self.tta,
+            "ensemble": [str(p) for p in self.classifier.members],
             "notice": NOTICE,
         }
+
+
+def _more(members) -> str:
+    """` + 4 more` after the first member's file name of an ensemble."""
+    return f" + {len(members) - 1} more" if members else ""
 
 
 def _preset_names(windows: list) -> list[str]:
