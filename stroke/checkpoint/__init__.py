@@ -8,6 +8,7 @@ which loads with `weights_only=True` and upgrades older files (`upgrade.upgrade`
 rest of the code sees one format.
 """
 
+from stroke.checkpoint.extras import add_to_checkpoint
 from stroke.checkpoint.format import (
     FORMAT_VERSION,
     RECORD_KEY,
@@ -28,6 +29,7 @@ __all__ = [
     "FORMAT_VERSION",
     "RECORD_KEY",
     "CheckpointRecord",
+    "add_to_checkpoint",
     "checkpoint_net_weights",
     "checkpoint_preprocessing",
     "checkpoint_record",

@@ -12,14 +12,18 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from stroke.build import build_datamodule, build_model, build_trainer
+from stroke.checkpoint import add_to_checkpoint
 from stroke.cli.errors import command
 from stroke.cli.positional import replaced_dicts
 from stroke.config import CONFIG_PATH
 from stroke.data.audit import SKIPPED_CSV
+from stroke.evaluation.attention import ATTENTION_KEY
+from stroke.evaluation.report import POOLER_FILE
 from stroke.io import atomic_write_json
 from stroke.runs.interrupt import GracefulStop
 from stroke.runs.preflight import check_config, check_run
@@ -48,6 +52,10 @@ def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) 
     device = trainer.strategy.root_device
     model.write_evaluation(datamodule, eval_dir, instantiate(cfg.evaluation), device, context)
     log.info("evaluation report: %s", eval_dir / "report.md")
+    pooler, best = eval_dir / POOLER_FILE, _best_checkpoint(trainer)
+    if pooler.is_file() and best:  # the report's attention pooling travels with the weights
+        add_to_checkpoint(best, ATTENTION_KEY, torch.load(pooler, weights_only=True))
+        log.info("attention pooling stored in %s", best)
     return eval_dir
 
 

@@ -10,13 +10,18 @@ slice model's own training data; nothing of val or test), then scores val and te
 patients, which the report treats like the other aggregations
 (`evaluation.patient_aggregations=[max,mean,attention]`).
 
+The fitted pooling is kept: stroke-train stores it in the run's best checkpoint
+(`ATTENTION_KEY`, tensors and plain values, weights_only-loadable) and stroke-eval scores
+with the stored one instead of fitting a new one on whatever data it is given.
+
 The patient's true label is the one patient.py gives (any non-negative slice: the most
 frequent non-negative label), so the three rows of the report are comparable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,6 +45,46 @@ class GatedAttentionPooling(nn.Module):
         scores = self.score(torch.tanh(self.value(bag)) * torch.sigmoid(self.gate(bag)))
         weights = torch.softmax(scores.squeeze(-1), dim=0)
         return self.classifier(weights @ bag), weights
+
+
+#: where a checkpoint keeps its fitted attention pooling
+ATTENTION_KEY = "attention_pooler"
+
+
+@dataclass
+class AttentionPooler:
+    """A fitted gated-attention pooling with the feature standardisation it was fitted on."""
+
+    model: GatedAttentionPooling
+    mean: np.ndarray
+    std: np.ndarray
+    #: where it was fitted (for the report)
+    fitted_on: str = ""
+
+    def to_state(self) -> dict[str, object]:
+        """Tensors and plain values, for a checkpoint (loadable with weights_only=True)."""
+        return {
+            "state_dict": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "in_features": int(self.model.value.in_features),
+            "num_classes": int(self.model.classifier.out_features),
+            "hidden": int(self.model.value.out_features),
+            "mean": torch.from_numpy(np.asarray(self.mean, dtype=np.float32)),
+            "std": torch.from_numpy(np.asarray(self.std, dtype=np.float32)),
+            "fitted_on": self.fitted_on,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, object]) -> AttentionPooler:
+        model = GatedAttentionPooling(
+            int(state["in_features"]), int(state["num_classes"]), int(state["hidden"])
+        )
+        model.load_state_dict(state["state_dict"])
+        return cls(
+            model.eval(),
+            np.asarray(state["mean"], dtype=np.float32),
+            np.asarray(state["std"], dtype=np.float32),
+            str(state.get("fitted_on", "")),
+        )
 
 
 @torch.no_grad()
@@ -126,17 +171,26 @@ def attention_by_patient(
 
 
 def learned_patient_predictions(
-    net: nn.Module, datamodule, val, test, device, seed: int = 0
-) -> dict[str, PatientPredictions | None]:
-    """Fit attention pooling on the training split's slice features; patient predictions of
-    val (None when empty) and test."""
-    num_classes = datamodule.num_classes
-    train_set = datamodule.datasets["train"]
-    train_targets = np.asarray(train_set.targets, dtype=np.int64)
-    train_ids = [s.patient_id for s in train_set.samples]
-    model, mean, std = fit_attention(
-        slice_features(net, train_set, device), train_ids, train_targets, num_classes, seed=seed
-    )
+    net: nn.Module,
+    datamodule,
+    val,
+    test,
+    device,
+    seed: int = 0,
+    pooler: AttentionPooler | None = None,
+) -> tuple[dict[str, PatientPredictions | None], AttentionPooler]:
+    """Patient predictions of val (None when empty) and test by attention pooling: `pooler`
+    when given (a stored one), else one fitted on the training split's slice features."""
+    if pooler is None:
+        train_set = datamodule.datasets["train"]
+        train_targets = np.asarray(train_set.targets, dtype=np.int64)
+        train_ids = [s.patient_id for s in train_set.samples]
+        features = slice_features(net, train_set, device)
+        model, mean, std = fit_attention(
+            features, train_ids, train_targets, datamodule.num_classes, seed=seed
+        )
+        pooler = AttentionPooler(model, mean, std, f"the training split ({len(train_ids)} images)")
+    model, mean, std = pooler.model, pooler.mean, pooler.std
     out: dict[str, PatientPredictions | None] = {"val": None}
     for name, split in (("val", val), ("test", test)):
         if split is None or not len(split):
@@ -145,4 +199,4 @@ def learned_patient_predictions(
         out[name] = attention_by_patient(
             model, mean, std, feats, split.patient_ids, np.asarray(split.targets)
         )
-    return out
+    return out, pooler

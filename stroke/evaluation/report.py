@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import classification_report
 
-from stroke.evaluation.attention import learned_patient_predictions
+from stroke.evaluation.attention import AttentionPooler, learned_patient_predictions
 from stroke.evaluation.evaluate import (
     LEARNED_AGGREGATION,
     EvaluationConfig,
@@ -32,6 +33,8 @@ from stroke.io import atomic_write_json, atomic_write_text, atomic_writer
 log = logging.getLogger(__name__)
 
 #: Rows of the headline table, in reading order: every metric, then the calibration error.
+#: the attention pooling fitted for a report, beside it (stroke-train stores it in the checkpoint)
+POOLER_FILE = "attention_pooler.pt"
 HEADLINE = (*((m.name, m.label) for m in METRICS), ("ece", "expected calibration error"))
 
 
@@ -300,8 +303,14 @@ def evaluate_and_report(
     config: EvaluationConfig | None = None,
     device: str = "cpu",
     context: Mapping[str, object] | None = None,
+    pooler: AttentionPooler | None = None,
 ) -> dict[str, object]:
-    """Predict the validation and test splits of a set-up datamodule and write the report."""
+    """Predict the validation and test splits of a set-up datamodule and write the report.
+
+    With `evaluation.patient_aggregations` naming `attention`, `pooler` (one stored in the
+    checkpoint) scores the patients; without one, a pooling is fitted on the training split
+    and saved beside the report (`POOLER_FILE`).
+    """
 
     val = predict_split(net, datamodule, "val", device) if len(datamodule.datasets["val"]) else None
     test = predict_split(net, datamodule, "test", device)
@@ -312,7 +321,15 @@ def evaluate_and_report(
     learned = None
     if LEARNED_AGGREGATION in config.patient_aggregations and has_patient_groups(test.patient_ids):
         if hasattr(net, "forward_head"):
-            learned = learned_patient_predictions(net, datamodule, val, test, device, config.seed)
+            learned, fitted = learned_patient_predictions(
+                net, datamodule, val, test, device, config.seed, pooler
+            )
+            stored = "stored in the checkpoint" if pooler is not None else "fitted now"
+            context = {**(context or {}), "attention pooling": f"{stored}, on {fitted.fitted_on}"}
+            # kept beside the report: stroke-train stores it in the run's best checkpoint
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            with atomic_writer(Path(out_dir) / POOLER_FILE, "wb") as fh:
+                torch.save(fitted.to_state(), fh)
         else:  # e.g. an ensemble: no one feature space to pool
             log.warning("patient aggregation 'attention' needs one network's features: skipped")
     return write_evaluation(out_dir, test, val, datamodule.class_names, config, context, learned)

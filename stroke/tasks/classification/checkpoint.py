@@ -22,6 +22,7 @@ from stroke.checkpoint import (
 )
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import CheckpointError
+from stroke.evaluation.attention import ATTENTION_KEY
 from stroke.models import create_model
 
 
@@ -41,6 +42,8 @@ class LoadedClassifier:
     #: flip TTA as the run validated and tested it (`model.tta`): what predict and serve use
     #: unless told otherwise (`tta=true|false`)
     tta: bool = False
+    #: the attention pooling the run's report fitted (stroke.evaluation.attention), if stored
+    attention_pooler: dict | None = None
 
     def check_matches(self, class_names: Sequence[str], input_channels: int, where: str) -> None:
         """Fail, naming both sides, when data and checkpoint disagree on classes or channels."""
@@ -89,4 +92,5 @@ def load_classifier(path: str | Path, checkpoint: dict | None = None) -> LoadedC
         backbone=dict(hparams["backbone"]),
         path=path,
         tta=bool(hparams.get("tta", False)),
+        attention_pooler=checkpoint.get(ATTENTION_KEY),
     )

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from stroke.errors import ConfigError
+from stroke.evaluation.attention import AttentionPooler
 from stroke.evaluation.report import evaluate_and_report
 from stroke.hardware import resolve_device
 from stroke.inference.consistency import align_preprocessing, check_windows
@@ -55,6 +56,7 @@ def evaluate_classifier(
         "preprocessing": preprocessing,
         "data source": repr(datamodule.source),
     }
+    stored = classifier.attention_pooler
     result = evaluate_and_report(
         classifier.net,
         datamodule,
@@ -62,6 +64,8 @@ def evaluate_classifier(
         instantiate(cfg.evaluation),
         resolve_device(cfg.device),
         context,
+        # the run's own attention pooling, not one fitted anew on this data's train split
+        AttentionPooler.from_state(stored) if stored and not classifier.members else None,
     )
     metrics = result["image_level"]["metrics"]
     print(

@@ -1,0 +1,51 @@
+"""The attention pooling a run's report fits is stored in its best checkpoint, and stroke-eval
+scores with that one instead of fitting another on the data it is given."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, run_module
+
+from stroke.evaluation.attention import ATTENTION_KEY, AttentionPooler, fit_attention
+
+
+def test_a_stored_pooler_gives_the_same_outputs_after_a_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(24, 8)).astype(np.float32)
+    patients = [f"P{i // 3}" for i in range(24)]
+    targets = np.array([(i // 3) % 2 for i in range(24)])
+    model, mean, std = fit_attention(features, patients, targets, 2, epochs=3)
+    pooler = AttentionPooler(model, mean, std, "a test")
+    torch.save(pooler.to_state(), tmp_path / "pooler.pt")
+    again = AttentionPooler.from_state(torch.load(tmp_path / "pooler.pt", weights_only=True))
+    bag = torch.from_numpy((features[:3] - mean) / std)
+    with torch.no_grad():
+        assert torch.equal(pooler.model(bag)[0], again.model(bag)[0])
+    assert np.array_equal(again.std, std) and again.fitted_on == "a test"
+
+
+@pytest.mark.slow
+def test_stroke_eval_scores_patients_with_the_run_s_stored_pooler(phantom_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    attention = "evaluation.patient_aggregations=[max,mean,attention]"
+    result = run_module(
+        "stroke.cli.train", *TINY, f"data.root={phantom_dir}", attention,
+        "evaluation.n_boot=20", f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((run_dir / "metrics.json").read_text())["best_model_path"]
+    assert ATTENTION_KEY in torch.load(best, weights_only=True)
+    trained = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    evaluated = run_module(
+        "stroke.cli.eval", f"ckpt_path={best}", attention, "evaluation.n_boot=20",
+        "data.num_workers=0", f"hydra.run.dir={tmp_path / 'eval'}",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert again["context"]["attention pooling"].startswith("stored in the checkpoint")
+    assert trained["context"]["attention pooling"].startswith("fitted now")
+    assert again["patient_level"]["attention"] == trained["patient_level"]["attention"]
