@@ -193,9 +193,11 @@ def test_a_failing_trial_is_recorded_while_the_parallel_ones_finish(phantom_dir,
         "model=cnn_small",
         "model.optimizer.lr=0.001,-1",
         f"hydra.sweep.dir={sweep_dir}",
+        "sweep.fail_on_trial_error=false",  # the tally says it; the exit status stays 0
     )
     out = run_ok(cmd, tmp_path / "parallel.log")  # the sweep itself succeeds
     assert "Launching 2 jobs, 2 side by side" in out
+    assert "sweep: 2 trial(s): 1 finished, 1 failed" in out
 
     rows = {r["run"]: r for r in runs_table(sweep_dir)}
     assert sorted(rows) == ["0", "1"]

@@ -40,6 +40,7 @@ from stroke.errors import (
     StrokeError,
 )
 from stroke.runs.interrupt import signal_of, signals_raise
+from stroke.runs.verdict import EXIT_SWEEP
 
 log = logging.getLogger("stroke")
 
@@ -58,6 +59,7 @@ EXIT_CODES = {
     EXIT_CHECKPOINT: "a checkpoint is missing, unreadable, unsafe or not a stroke-train one",
     EXIT_STORAGE: "a file cannot be written (disk full, read-only, no permission)",
     EXIT_MEMORY: "out of memory",
+    EXIT_SWEEP: "a multirun ended with a failed trial or without a summary it promised",
     130: "interrupted by SIGINT (Ctrl-C)",
     143: "interrupted by SIGTERM (docker stop, kill, SLURM preemption)",
 }

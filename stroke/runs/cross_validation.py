@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from stroke.errors import DatasetError
 from stroke.evaluation.metrics import bootstrap_intervals, classification_scores, with_intervals
 from stroke.io import atomic_write_json, atomic_write_text
+from stroke.runs.verdict import promise_failed
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,20 @@ class FoldRun:
     fold: int | None
     folds: int | None
     group: tuple[str, ...]  # the run's overrides other than data.fold
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     classes: tuple[str, ...] = ()
     eval_dir: Path | None = None
 
 
 def read_fold_run(run_dir: Path) -> FoldRun:
     """A run's fold (from metrics.json, else its .hydra config) and its metrics."""
-    summary = json.loads((run_dir / "metrics.json").read_text())
+    try:
+        summary = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetError(
+            f"{run_dir / 'metrics.json'} is not a readable run summary ({type(err).__name__}: "
+            f"{err}); rerun that fold or move its directory out of the sweep"
+        ) from err
     fold, folds = summary.get("fold"), summary.get("folds")
     overrides: list[str] = []
     hydra_dir = run_dir / ".hydra"
@@ -72,7 +79,9 @@ def read_fold_run(run_dir: Path) -> FoldRun:
         data = OmegaConf.load(hydra_dir / "config.yaml").get("data") or {}
         fold, folds = data.get("fold"), data.get("folds")
     group = tuple(sorted(o for o in overrides if not o.lstrip("+~").startswith("data.fold=")))
-    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items()}
+    # an undefined metric (null: e.g. ROC AUC of a fold whose test split lacks a class) stays
+    # undefined, shown as such in the summary
+    metrics = {k: None if v is None else float(v) for k, v in summary.get("metrics", {}).items()}
     eval_dir = Path(summary["eval_dir"]) if summary.get("eval_dir") else None
     if eval_dir is None or not eval_dir.is_dir():  # a moved run: its own eval/ folder
         eval_dir = run_dir / PREDICTIONS_CSV.parent
@@ -93,6 +102,11 @@ def read_fold_predictions(run: FoldRun) -> tuple[list[str], np.ndarray, np.ndarr
         return None
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    if rows and any(k.startswith("target_") for k in rows[0]):
+        raise NoClassProbabilities(
+            f"{path} holds multi-label predictions: pooled out-of-fold scores are computed for "
+            "single-label classifiers (a multi-label model's folds are summarised per fold)"
+        )
     columns = [f"prob_{c}" for c in run.classes]
     if rows and not any(c in rows[0] for c in columns):
         raise NoClassProbabilities(
@@ -176,10 +190,10 @@ def summarize(runs: list[FoldRun], prefix: str = "test/") -> list[dict[str, Any]
             per_fold = [r.metrics.get(name) for r in members]
             values = [v for v in per_fold if v is not None]
             metrics[name] = {
-                "mean": statistics.fmean(values),
+                "mean": statistics.fmean(values) if values else None,
                 "std": statistics.stdev(values) if len(values) > 1 else None,
-                "min": min(values),
-                "max": max(values),
+                "min": min(values) if values else None,
+                "max": max(values) if values else None,
                 "n": len(values),
                 "values": per_fold,
             }
@@ -212,11 +226,16 @@ def to_markdown(groups: list[dict[str, Any]], multirun_dir: Path) -> str:
         lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for name, m in group["metrics"].items():
             std = "n/a" if m["std"] is None else f"{m['std']:.4f}"
-            cells = ["" if v is None else f"{v:.4f}" for v in m["values"]]
-            lines.append(f"| {name} | {m['mean']:.4f} ± {std} | " + " | ".join(cells) + " |")
+            mean = "undefined" if m["mean"] is None else f"{m['mean']:.4f}"
+            cells = ["undefined" if v is None else f"{v:.4f}" for v in m["values"]]
+            lines.append(f"| {name} | {mean} ± {std} | " + " | ".join(cells) + " |")
         lines.append("")
         lines += _pooled_markdown(group.get("pooled_out_of_fold") or {})
-    lines.append("std: sample standard deviation across folds (n - 1).")
+    lines.append(
+        "std: sample standard deviation across folds (n - 1); undefined: no value on that fold "
+        "(e.g. ROC AUC of a test split without one class); the mean is over the folds that "
+        "have one."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -268,12 +287,14 @@ class CrossValidationSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if not sweep_dir.is_dir() or not collect_fold_runs(sweep_dir):
-            return  # not a cross-validation sweep
         try:
+            if not sweep_dir.is_dir() or not collect_fold_runs(sweep_dir):
+                return  # not a cross-validation sweep
             path = write_cv_summary(sweep_dir)
-        except (ValueError, OSError) as err:  # a summary must never fail the sweep itself
-            log.warning("cross-validation summary not written: %s", err)
+        except Exception as err:  # noqa: BLE001 - Hydra would swallow it as a warning
+            why = f"{type(err).__name__}: {err}"
+            print(f"error: cross-validation summary {sweep_dir / SUMMARY_MD} not written: {why}")
+            promise_failed(sweep_dir / SUMMARY_MD, why)  # the multirun exits non-zero
             return
         log.info("cross-validation summary: %s", path)
         print(f"cross-validation summary: {path} and {path.with_name(SUMMARY_MD)}")

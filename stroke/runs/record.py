@@ -135,9 +135,10 @@ class RunRecorder:
             write_status(self.run_dir, FAILED, error=self.error, traceback=trace[-20000:])
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: stop the sweep too
             return False
-        if self.swallow:
-            log.error("trial failed, the sweep goes on: %s", self.error, exc_info=exc)
-            print(f"trial failed: {self.error} (run directory: {self.run_dir})")
+        if self.swallow:  # one line here; the traceback is in status.json
+            where = self.run_dir / STATUS_FILE
+            log.error("trial failed, the sweep goes on: %s (traceback in %s)", self.error, where)
+            print(f"trial failed: {self.error} (traceback in {where})")
         return self.swallow
 
 
