@@ -145,3 +145,41 @@ def dicom_run(tmp_path_factory) -> Path:
     ]
     train(compose_train(overrides, run_dir))
     return run_dir
+
+
+#: A multi-label model of the subtype phantom's slices (5 subtypes + any), shrunk to seconds:
+#: one slice a sample (stroke-serve refuses context models), cnn_small, 32 px.
+SUBTYPES = [
+    "experiment=ich_subtypes",
+    "data.context_slices=0",
+    "model.backbone.name=cnn_small",
+    "data.leakage=off",
+    "evaluation.n_boot=20",
+]
+
+
+@pytest.fixture(scope="session")
+def subtype_phantom(tmp_path_factory) -> Path:
+    """`stroke-synth layout=rsna`: six patients' DICOM series with haemorrhage subtypes, 32 px."""
+    out = tmp_path_factory.mktemp("subtypes") / "rsna"
+    result = run_module(
+        "stroke.cli.synth", "layout=rsna", "n_patients=6", "image_size=32", f"out_dir={out}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def train_subtypes(root: Path, run_dir: Path, *overrides: str) -> Path:
+    """A finished multi-label `stroke-train` run on the subtype phantom (the CLI, ~20 s)."""
+    result = run_module(
+        "stroke.cli.train", *TINY, *SUBTYPES, f"data.root={root}", f"hydra.run.dir={run_dir}",
+        *overrides,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def subtype_run(subtype_phantom, tmp_path_factory) -> Path:
+    """A multi-label run directory (checkpoints/last.ckpt, eval/metrics.json)."""
+    return train_subtypes(subtype_phantom, tmp_path_factory.mktemp("subtype_run") / "run")
