@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -183,3 +186,15 @@ def train_subtypes(root: Path, run_dir: Path, *overrides: str) -> Path:
 def subtype_run(subtype_phantom, tmp_path_factory) -> Path:
     """A multi-label run directory (checkpoints/last.ckpt, eval/metrics.json)."""
     return train_subtypes(subtype_phantom, tmp_path_factory.mktemp("subtype_run") / "run")
+
+
+def one_series(phantom: Path) -> list[Path]:
+    """The slices of the phantom's series with the most bleeding slices."""
+    labels = dict(csv.reader((phantom / "labels.csv").open()))
+    series: dict[str, list[Path]] = defaultdict(list)
+    bleeding: dict[str, int] = defaultdict(int)
+    for path in sorted((phantom / "stage_2_train").glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        series[ds.SeriesInstanceUID].append(path)
+        bleeding[ds.SeriesInstanceUID] += labels[ds.SOPInstanceUID] != "none"
+    return series[max(series, key=lambda uid: bleeding[uid])]

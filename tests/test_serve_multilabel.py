@@ -7,13 +7,11 @@ import csv
 import dataclasses
 import json
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
-from conftest import compose_config, train_subtypes
+from conftest import compose_config, one_series, train_subtypes
 from fastapi.testclient import TestClient
 
 from stroke.cli.predict import run_prediction
@@ -27,18 +25,6 @@ from stroke.tasks.multilabel.predict import load_members
 pytestmark = pytest.mark.slow
 
 LABELS = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
-
-
-def one_series(phantom: Path) -> list[Path]:
-    """The slices of the phantom's series with the most bleeding slices."""
-    labels = dict(csv.reader((phantom / "labels.csv").open()))
-    series: dict[str, list[Path]] = defaultdict(list)
-    bleeding: dict[str, int] = defaultdict(int)
-    for path in sorted((phantom / "stage_2_train").glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        series[ds.SeriesInstanceUID].append(path)
-        bleeding[ds.SeriesInstanceUID] += labels[ds.SOPInstanceUID] != "none"
-    return series[max(series, key=lambda uid: bleeding[uid])]
 
 
 def predict_rows(ckpt: str, paths: list[Path], out: Path, *overrides: str) -> list[dict]:
