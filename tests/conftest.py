@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -145,3 +148,53 @@ def dicom_run(tmp_path_factory) -> Path:
     ]
     train(compose_train(overrides, run_dir))
     return run_dir
+
+
+#: A multi-label model of the subtype phantom's slices (5 subtypes + any), shrunk to seconds:
+#: one slice a sample (stroke-serve refuses context models), cnn_small, 32 px.
+SUBTYPES = [
+    "experiment=ich_subtypes",
+    "data.context_slices=0",
+    "model.backbone.name=cnn_small",
+    "data.leakage=off",
+    "evaluation.n_boot=20",
+]
+
+
+@pytest.fixture(scope="session")
+def subtype_phantom(tmp_path_factory) -> Path:
+    """`stroke-synth layout=rsna`: six patients' DICOM series with haemorrhage subtypes, 32 px."""
+    out = tmp_path_factory.mktemp("subtypes") / "rsna"
+    result = run_module(
+        "stroke.cli.synth", "layout=rsna", "n_patients=6", "image_size=32", f"out_dir={out}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def train_subtypes(root: Path, run_dir: Path, *overrides: str) -> Path:
+    """A finished multi-label `stroke-train` run on the subtype phantom (the CLI, ~20 s)."""
+    result = run_module(
+        "stroke.cli.train", *TINY, *SUBTYPES, f"data.root={root}", f"hydra.run.dir={run_dir}",
+        *overrides,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def subtype_run(subtype_phantom, tmp_path_factory) -> Path:
+    """A multi-label run directory (checkpoints/last.ckpt, eval/metrics.json)."""
+    return train_subtypes(subtype_phantom, tmp_path_factory.mktemp("subtype_run") / "run")
+
+
+def one_series(phantom: Path) -> list[Path]:
+    """The slices of the phantom's series with the most bleeding slices."""
+    labels = dict(csv.reader((phantom / "labels.csv").open()))
+    series: dict[str, list[Path]] = defaultdict(list)
+    bleeding: dict[str, int] = defaultdict(int)
+    for path in sorted((phantom / "stage_2_train").glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        series[ds.SeriesInstanceUID].append(path)
+        bleeding[ds.SeriesInstanceUID] += labels[ds.SOPInstanceUID] != "none"
+    return series[max(series, key=lambda uid: bleeding[uid])]

@@ -18,10 +18,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_series
 from dicom_factory import ct_dataset, head_slice_hu, save
 from PIL import Image
 
@@ -59,12 +61,10 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 180) -> N
     raise AssertionError(f"stroke-serve did not answer on {url} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def server(dicom_run, tmp_path_factory):
-    """`stroke-serve` on the DICOM-trained checkpoint, on a free 127.0.0.1 port; its URL."""
-    ckpt = json.loads((dicom_run / "metrics.json").read_text())["best_model_path"]
+@contextmanager
+def running_server(ckpt: str, run_dir: Path):
+    """`stroke-serve ckpt_path=<ckpt>` on a free 127.0.0.1 port, as a user starts it; its URL."""
     port = free_port()
-    run_dir = tmp_path_factory.mktemp("serve_run")
     env = {**os.environ, "STROKE_SERVE_TOKEN": TOKEN}
     command = [*serve_command(), f"ckpt_path={ckpt}", f"port={port}", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(
@@ -81,6 +81,14 @@ def server(dicom_run, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(dicom_run, tmp_path_factory):
+    """`stroke-serve` on the DICOM-trained checkpoint; its URL."""
+    ckpt = json.loads((dicom_run / "metrics.json").read_text())["best_model_path"]
+    with running_server(ckpt, tmp_path_factory.mktemp("serve_run")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +227,60 @@ def test_the_page_predicts_uploads_like_the_api(server, browser, tmp_path):
     assert pixels.shape[0] > 600 and pixels.std() > 20
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, bars, scans: not blank
     page.close()
+
+
+def open_page(browser, url: str):
+    """The page opened with the token, its model card loaded; (page, page errors)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(f"{url}/?token={TOKEN}")
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    return page, errors
+
+
+def assert_label_bars(bars, want: dict) -> None:
+    """Each label's bar: the API's probability, its threshold marked, found labels highlighted."""
+    assert sorted(bar.get_attribute("data-class") for bar in bars) == sorted(want["probabilities"])
+    for bar in bars:
+        label = bar.get_attribute("data-class")
+        assert float(bar.get_attribute("data-probability")) == pytest.approx(
+            want["probabilities"][label], abs=1e-6
+        )
+        assert float(bar.get_attribute("data-threshold")) == want["thresholds"][label]
+        assert bar.locator(".threshold").count() == 1
+        assert ("decided" in bar.get_attribute("class")) == (label in want["labels"])
+
+
+def test_the_page_shows_a_multilabel_series_label_by_label(
+    subtype_run, subtype_phantom, browser, tmp_path
+):
+    ckpt = subtype_run / "checkpoints" / "last.ckpt"
+    files = [(p.name, p.read_bytes()) for p in one_series(subtype_phantom)[:6]]
+    with running_server(str(ckpt), tmp_path / "serve_run") as url:
+        expected = api_answer(url, files)
+        page, errors = open_page(browser, url)
+        assert "epidural" in page.inner_text("#card-classes")
+        thresholds = expected["decision"]["thresholds"]
+        assert f"any {thresholds['any']:.4f}" in page.inner_text("#card-decision")
+        kind = "application/octet-stream"
+        payloads = [{"name": n, "mimeType": kind, "buffer": d} for n, d in files]
+        page.set_input_files("#file-input", payloads)
+        page.wait_for_selector(f"body[data-results='{len(files)}']", timeout=120_000)
+
+        cards = page.locator("article.result")
+        assert cards.count() == len(files)
+        for i, want in enumerate(expected["results"]):
+            card = cards.nth(i)
+            assert want["error"] is None and want["labels"] is not None
+            assert_label_bars(card.locator(".bar-row").all(), want)
+            decision = card.locator(".decision")
+            assert decision.get_attribute("data-decided") == want["predicted_class"]
+            assert decision.inner_text().startswith("Findings: ")
+
+        (want,) = expected["series"]
+        row = page.locator("#series-table tbody tr")
+        assert row.count() == 1 and row.get_attribute("data-decided") == want["predicted_class"]
+        assert_label_bars(row.locator(".bar-row").all(), want)
+        assert errors == []
+        page.close()

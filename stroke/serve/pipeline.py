@@ -103,7 +103,7 @@ class PredictionService:
         series = series_summaries(
             [{"index": p.upload.index, **p.upload.dicom} for p in prepared],
             {i: o[0] for i, o in outcomes.items()},
-            self.model.rule,
+            self.model,
             self.patient_aggregation,
         )
         for row in series:
@@ -170,12 +170,8 @@ class PredictionService:
         }
         if outcome is None:
             return entry
-        probs, decided, cam = outcome
-        entry.update(
-            probabilities=dict(zip(self.model.classes, map(float, probs), strict=True)),
-            predicted_class=self.model.classes[decided],
-            probability=float(probs[decided]),
-        )
+        probs, _, cam = outcome
+        entry.update(self.model.describe(probs))
         try:
             if views or cam is not None:
                 entry["images"] = file_views(

@@ -8,11 +8,17 @@ from pydantic import BaseModel, Field
 class Decision(BaseModel):
     """How probabilities become a decision."""
 
-    rule: str = Field(description="`threshold` (binary tasks with an operating point) or `argmax`")
+    rule: str = Field(
+        description="`threshold` (binary tasks with an operating point), `argmax`, or "
+        "`thresholds` (multi-label: one threshold per label)"
+    )
     threshold: float | None = Field(description="decide the positive class when P >= threshold")
     positive_class: str | None
     patient_thresholds: dict[str, float] = Field(
         description="threshold per patient aggregation (`max`, `mean`) for series rows"
+    )
+    thresholds: dict[str, float] | None = Field(
+        None, description="multi-label models: a label is found when P(label) >= its threshold"
     )
     source: str = Field(description="where the rule comes from, in words")
     chosen_on_validation: dict[str, object] | None = Field(
@@ -49,9 +55,20 @@ class FileResult(BaseModel):
         description="the format read from the content (png, jpeg, dicom, ...: stroke.data.readers)"
     )
     error: str | None
-    probabilities: dict[str, float] | None
-    predicted_class: str | None
-    probability: float | None = Field(description="probability of the predicted class")
+    probabilities: dict[str, float] | None = Field(
+        description="class -> P (summing to 1), or for a multi-label model label -> P (each "
+        "its own)"
+    )
+    predicted_class: str | None = Field(
+        description="the decided class; multi-label: the labels found, `a|any`, or `none`"
+    )
+    probability: float | None = Field(
+        description="probability of the predicted class; multi-label: the highest label's"
+    )
+    labels: list[str] | None = Field(None, description="multi-label: the labels found")
+    thresholds: dict[str, float] | None = Field(
+        None, description="multi-label: the threshold each label is decided at"
+    )
     decision_rule: str
     threshold: float | None
     images: dict[str, str] = Field(
@@ -72,9 +89,14 @@ class SeriesRow(BaseModel):
     files: list[int]
     n_images: int
     aggregation: str = Field(description="`max` (most suspicious slice) or `mean`")
-    most_suspicious: int = Field(description="index of the file with the lowest P(negative)")
+    most_suspicious: int = Field(
+        description="index of the file with the lowest P(negative) (multi-label: the highest "
+        "label probability)"
+    )
     probabilities: dict[str, float]
     predicted_class: str
+    labels: list[str] | None = Field(None, description="multi-label: the labels found")
+    thresholds: dict[str, float] | None = None
     decision_rule: str
     threshold: float | None
     threshold_source: str

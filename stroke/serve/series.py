@@ -1,21 +1,25 @@
 """One summary row per DICOM series uploaded together, aggregated as `stroke-eval` does.
 
-Files with the same PatientID and StudyInstanceUID are one patient's study; their slice
-probabilities are aggregated by `stroke.evaluation.patient` (`max`: the most suspicious
-slice; `mean`), and the decision uses the patient-level threshold the run's evaluation
-chose for that aggregation (else the image-level one, else argmax).
+Files with the same PatientID and StudyInstanceUID are one patient's study; the served
+model aggregates their slice probabilities and decides (`describe_series`): a classifier
+as `stroke.evaluation.patient` aggregates a patient (`max`: the most suspicious slice;
+`mean`) at the patient-level threshold its run's evaluation chose, a multi-label model
+per label at its thresholds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from stroke.errors import ConfigError
-from stroke.evaluation.patient import AGGREGATIONS, aggregate_by_patient
-from stroke.inference.predictor import decide
-from stroke.tasks.classification.decision import DecisionRule
+from stroke.evaluation.patient import AGGREGATIONS
+
+
+class DescribesSeries(Protocol):
+    def describe_series(self, slice_probs: np.ndarray, how: str) -> dict[str, object]: ...
 
 
 def check_aggregation(how: str) -> str:
@@ -28,7 +32,7 @@ def check_aggregation(how: str) -> str:
 def series_summaries(
     files: Sequence[dict[str, object]],
     probs: dict[int, np.ndarray],
-    rule: DecisionRule,
+    model: DescribesSeries,
     how: str = "max",
 ) -> list[dict[str, object]]:
     """Summary rows for groups of two or more predicted DICOM files of one patient's study.
@@ -47,12 +51,7 @@ def series_summaries(
     ):
         if len(indices) < 2:
             continue
-        slice_probs = np.stack([probs[i] for i in indices])
-        aggregated = aggregate_by_patient(
-            [patient_id] * len(indices), np.zeros(len(indices), dtype=np.int64), slice_probs, how
-        ).probs[0]
-        threshold, source = _patient_threshold(rule, how)
-        k = decide(aggregated, threshold)
+        answer = model.describe_series(np.stack([probs[i] for i in indices]), how)
         rows.append(
             {
                 "series": n + 1,
@@ -61,21 +60,8 @@ def series_summaries(
                 "files": indices,
                 "n_images": len(indices),
                 "aggregation": how,
-                "most_suspicious": indices[int(np.argmin(slice_probs[:, 0]))],
-                "probabilities": dict(zip(rule.classes, map(float, aggregated), strict=True)),
-                "predicted_class": rule.classes[k],
-                "decision_rule": "argmax" if threshold is None else "threshold",
-                "threshold": threshold,
-                "threshold_source": source,
+                **answer,
+                "most_suspicious": indices[int(answer["most_suspicious"])],
             }
         )
     return rows
-
-
-def _patient_threshold(rule: DecisionRule, how: str) -> tuple[float | None, str]:
-    if rule.threshold is None:
-        return None, "argmax"
-    patient = rule.patient_threshold(how)
-    if patient is not None:
-        return patient, f"patient level ({how}), chosen on validation"
-    return rule.threshold, "image level (the evaluation had no patient-level threshold)"

@@ -17,6 +17,9 @@ function formatBytes(n) {
 }
 
 function decisionText(rule, threshold, classes) {
+  if (rule === "thresholds") {
+    return "each label at its own threshold";
+  }
   if (rule === "threshold") {
     return `P(${classes[1]}) ≥ ${Number(threshold).toFixed(4)}`;
   }
@@ -43,7 +46,11 @@ async function loadCard() {
   $("#card-checkpoint").textContent =
     `${card.checkpoint.file} (run ${card.checkpoint.run}), sha256 ${card.checkpoint.sha256.slice(0, 16)}`;
   $("#card-checkpoint").title = card.checkpoint.sha256;
-  $("#card-decision").textContent = card.decision.source;
+  const thresholds = card.decision.thresholds;
+  $("#card-decision").textContent = thresholds
+    ? `${card.decision.source}: ` +
+      Object.entries(thresholds).map(([label, t]) => `${label} ${t.toFixed(4)}`).join(", ")
+    : card.decision.source;
   $("#card-decision").dataset.rule = card.decision.rule;
   document.body.dataset.ready = "true";
 }
@@ -112,18 +119,39 @@ function showResults(body) {
   document.body.dataset.results = String(body.results.length);
 }
 
-function renderBars(root, probabilities, decided) {
+// a multi-label answer (`labels`, `thresholds`) marks each label's threshold on its bar and
+// highlights every label found; a single-label one highlights the decided class
+function renderBars(root, answer) {
+  const found = answer.labels || [answer.predicted_class];
   for (const name of state.classes) {
     const row = $("#bar-template").content.firstElementChild.cloneNode(true);
-    const p = probabilities[name];
+    const p = answer.probabilities[name];
     row.dataset.class = name;
     row.dataset.probability = String(p);
     $(".label", row).textContent = name;
     $(".fill", row).style.width = `${(100 * p).toFixed(1)}%`;
     $(".value", row).textContent = p.toFixed(4);
-    row.classList.toggle("decided", name === decided);
+    row.classList.toggle("decided", found.includes(name));
+    if (answer.thresholds) {
+      const t = answer.thresholds[name];
+      const mark = document.createElement("span");
+      mark.className = "threshold";
+      mark.style.left = `${(100 * t).toFixed(1)}%`;
+      mark.title = `threshold ${t.toFixed(4)}`;
+      row.dataset.threshold = String(t);
+      $(".bar", row).append(mark);
+    }
     root.append(row);
   }
+}
+
+function decisionLine(answer) {
+  const rule = decisionText(answer.decision_rule, answer.threshold, state.classes);
+  if (answer.labels) {
+    const found = answer.labels.length ? answer.labels.join(", ") : "none";
+    return `Findings: ${found} (${rule})`;
+  }
+  return `Decision: ${answer.predicted_class} (${rule})`;
 }
 
 function renderResult(result) {
@@ -149,12 +177,10 @@ function renderResult(result) {
     card.classList.add("failed");
     return card;
   }
-  renderBars($(".probabilities", card), result.probabilities, result.predicted_class);
+  renderBars($(".probabilities", card), result);
   const decision = $(".decision", card);
   decision.dataset.decided = result.predicted_class;
-  decision.textContent =
-    `Decision: ${result.predicted_class} ` +
-    `(${decisionText(result.decision_rule, result.threshold, state.classes)})`;
+  decision.textContent = decisionLine(result);
   renderLesion(card, result.lesion);
   renderPictures(card, result);
   return card;
@@ -221,17 +247,27 @@ function renderSeries(series) {
   for (const row of series) {
     const tr = document.createElement("tr");
     tr.dataset.series = String(row.series);
+    tr.dataset.decided = row.predicted_class;
     const cells = [
       `series ${row.series}`,
       row.patient_id,
       String(row.n_images),
       state.classes.map((c) => `${c} ${row.probabilities[c].toFixed(4)}`).join(", "),
-      `${row.predicted_class} (${decisionText(row.decision_rule, row.threshold, state.classes)})`,
+      row.labels
+        ? decisionLine(row)
+        : `${row.predicted_class} (${decisionText(row.decision_rule, row.threshold, state.classes)})`,
     ];
     for (const text of cells) {
       const td = document.createElement("td");
       td.textContent = text;
       tr.append(td);
+    }
+    if (row.labels) {
+      // per label: the series' probability as a bar, its threshold marked, found ones bold
+      const bars = tr.children[3];
+      bars.replaceChildren();
+      bars.classList.add("probabilities");
+      renderBars(bars, row);
     }
     body.append(tr);
   }

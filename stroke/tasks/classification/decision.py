@@ -53,6 +53,15 @@ class DecisionRule:
             return None
         return self.patient_thresholds.get(aggregation)
 
+    def series_threshold(self, aggregation: str) -> tuple[float | None, str]:
+        """The threshold for a series aggregated by `aggregation` (None: argmax), and why."""
+        if self.threshold is None:
+            return None, "argmax"
+        patient = self.patient_threshold(aggregation)
+        if patient is not None:
+            return patient, f"patient level ({aggregation}), chosen on validation"
+        return self.threshold, "image level (the evaluation had no patient-level threshold)"
+
     def card(self) -> dict[str, object]:
         """Plain values for the model card."""
         return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,36 +10,23 @@ import torch
 
 from stroke.data.images import ImageLoader
 from stroke.data.preprocessing import Preprocessing
-from stroke.data.windowing import WINDOW_PRESETS, describe_windows, resolve_window
 from stroke.errors import ConfigError
-from stroke.inference.predictor import TorchBackend, class_probabilities, preprocess_file
+from stroke.evaluation.patient import aggregate_by_patient
+from stroke.inference.card import (
+    NOTICE,
+    checkpoint_card,
+    checkpoints_sha256,
+    input_card,
+)
+from stroke.inference.predictor import TorchBackend, class_probabilities, decide, preprocess_file
 from stroke.tasks.classification.checkpoint import LoadedClassifier
 from stroke.tasks.classification.decision import DecisionRule, decision_rule
 from stroke.tasks.classification.ensemble import load_ensemble
 
-NOTICE = (
-    "Not a medical device. For research and demonstration only: not for diagnosis, "
-    "treatment or any clinical decision."
-)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def ensemble_sha256(classifier: LoadedClassifier) -> str:
     """The checkpoint's SHA-256; of an ensemble, that of its members' hashes in order."""
-    if not classifier.members:
-        return file_sha256(classifier.path)
-    digest = hashlib.sha256()
-    for member in classifier.members:
-        digest.update(file_sha256(Path(member)).encode())
-    return digest.hexdigest()
+    return checkpoints_sha256(classifier.path, classifier.members)
 
 
 @dataclass
@@ -122,43 +108,43 @@ class ServedModel:
 
         return grad_cams(self.classifier.net, torch.from_numpy(batch), targets, self.target_layer)
 
+    def describe(self, probs: np.ndarray) -> dict[str, object]:
+        """One image's answer: its class probabilities and the decided class."""
+        decided = self.rule.decide(probs)
+        return {
+            "probabilities": dict(zip(self.classes, map(float, probs), strict=True)),
+            "predicted_class": self.classes[decided],
+            "probability": float(probs[decided]),
+        }
+
+    def describe_series(self, slice_probs: np.ndarray, how: str) -> dict[str, object]:
+        """A series' answer (slices x classes in), aggregated as stroke-eval aggregates a
+        patient, decided at the patient-level threshold for `how` (else the image-level)."""
+        n = len(slice_probs)
+        aggregated = aggregate_by_patient(
+            ["series"] * n, np.zeros(n, dtype=np.int64), slice_probs, how
+        ).probs[0]
+        threshold, source = self.rule.series_threshold(how)
+        k = decide(aggregated, threshold)
+        return {
+            "most_suspicious": int(np.argmin(slice_probs[:, 0])),
+            "probabilities": dict(zip(self.classes, map(float, aggregated), strict=True)),
+            "predicted_class": self.classes[k],
+            "decision_rule": "argmax" if threshold is None else "threshold",
+            "threshold": threshold,
+            "threshold_source": source,
+        }
+
     def card(self) -> dict[str, object]:
         """What the page header and `GET /api/model` show about the model."""
-        windows = self.preprocessing.dicom_windows
-        resolved = [resolve_window(w) for w in windows] if windows else None
-        run_dir = self.classifier.path.resolve().parent.parent
+        members = self.classifier.members
         return {
             "name": str(self.classifier.backbone.get("name", "?")),
             "classes": self.classes,
-            "input_size": self.preprocessing.image_size,
-            "in_chans": self.preprocessing.in_chans,
-            "mean": list(self.preprocessing.mean),
-            "std": list(self.preprocessing.std),
-            "reads_dicom": resolved is not None,
-            "dicom_windows": describe_windows(resolved) if resolved else None,
-            "dicom_window_names": _preset_names(resolved) if resolved else None,
-            "window_presets": list(WINDOW_PRESETS),
-            "checkpoint": {
-                "file": self.classifier.path.name
-                + (
-                    f" + {len(self.classifier.members) - 1} more" if self.classifier.members else ""
-                ),
-                "run": run_dir.name,
-                "sha256": self.checkpoint_sha256,
-            },
+            **input_card(self.preprocessing),
+            "checkpoint": checkpoint_card(self.classifier.path, members, self.checkpoint_sha256),
             "decision": self.rule.card(),
             "tta": self.tta,
-            "ensemble": [str(p) for p in self.classifier.members],
+            "ensemble": [str(p) for p in members],
             "notice": NOTICE,
         }
-
-
-def _more(members) -> str:
-    """` + 4 more` after the first member's file name of an ensemble."""
-    return f" + {len(members) - 1} more" if members else ""
-
-
-def _preset_names(windows: list) -> list[str]:
-    """The preset name of each window (`brain`), or its W/L text when it is none."""
-    names = {w: name for name, w in WINDOW_PRESETS.items()}
-    return [names.get(w, describe_windows([w])) for w in windows]

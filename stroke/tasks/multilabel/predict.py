@@ -12,7 +12,6 @@ cannot be read gets its error in the `error` column; the others carry on.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,12 @@ from stroke.inference.predictor import describe_error, resolve_inputs
 from stroke.io import atomic_writer
 from stroke.runs.checkpoints import checkpoint_paths
 from stroke.tasks.multilabel.checkpoint import LoadedMultiLabel, load_multilabel
+from stroke.tasks.multilabel.decision import (
+    DEFAULT_THRESHOLD,
+    label_set,
+    run_report,
+    validation_thresholds,
+)
 from stroke.tasks.multilabel.metrics import enforce_any
 
 log = logging.getLogger("stroke.predict")
@@ -136,13 +141,10 @@ def _thresholds(cfg: DictConfig, model: Ensemble) -> list[float]:
             raise ConfigError(f"threshold must be in (0, 1), got {cfg.threshold!r}")
         return [value] * len(labels)
     chosen = {}
-    report = model.first.path.parent.parent / "eval" / "metrics.json"
+    report = run_report(model.first.path)
     if len(model.members) == 1 and report.is_file():
-        try:
-            chosen = json.loads(report.read_text()).get("thresholds", {})
-        except (OSError, ValueError):
-            log.warning("cannot read the thresholds of %s: deciding at 0.5", report)
-    return [float(chosen.get(label, {}).get("threshold", 0.5)) for label in labels]
+        chosen = validation_thresholds(report)
+    return [chosen.get(label, DEFAULT_THRESHOLD) for label in labels]
 
 
 def run_multilabel_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
@@ -173,8 +175,7 @@ def run_multilabel_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
 
 
 def _decided(probs: np.ndarray, labels: Sequence[str], thresholds: np.ndarray) -> str:
-    return "|".join(label for label, p, t in zip(labels, probs, thresholds, strict=True)
-                    if p >= t) or "none"  # fmt: skip
+    return label_set([c for c, p, t in zip(labels, probs, thresholds, strict=True) if p >= t])
 
 
 def _write_rows(
