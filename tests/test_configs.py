@@ -20,8 +20,11 @@ def names(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("experiment", names("experiment"))
-def test_every_experiment_composes_and_builds(experiment, phantom_dir, tmp_path):
-    overrides = [f"experiment={experiment}", f"data.root={phantom_dir}"]
+def test_every_experiment_composes_and_builds(experiment, phantom_dir, request, tmp_path):
+    # each preset on the phantom of its layout: the PNG slices, or the RSNA-style series
+    layout = compose_train([f"experiment={experiment}"], tmp_path).data.source._target_
+    root = request.getfixturevalue("subtype_phantom") if "Rsna" in layout else phantom_dir
+    overrides = [f"experiment={experiment}", f"data.root={root}"]
     if experiment == "head_ct_hemorrhage_cv":  # from scratch here; test_pretrain_preset.py
         overrides.append("model.backbone.weights_path=null")  # starts it from the phantom's
     cfg = compose_train(overrides, tmp_path)
