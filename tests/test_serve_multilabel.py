@@ -4,7 +4,6 @@ slice and of the series, equal to stroke-predict's rows, and the thresholds on t
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -19,8 +18,6 @@ from stroke.cli.serve import served
 from stroke.errors import ConfigError
 from stroke.serve import ServeSettings, create_app
 from stroke.tasks.multilabel import ServedMultiLabel
-from stroke.tasks.multilabel import serve as multilabel_serve
-from stroke.tasks.multilabel.predict import load_members
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +132,7 @@ def test_an_ensemble_is_averaged_as_stroke_predict_averages_it(
     assert_equal_rows(serve_answer(model, paths, tmp_path), rows)
 
 
-def test_context_models_and_single_label_rules_are_refused_in_one_line(subtype_run, monkeypatch):
+def test_single_label_rules_are_refused_in_one_line(subtype_run):
     ckpt = subtype_run / "checkpoints" / "last.ckpt"
     with pytest.raises(ConfigError, match="threshold=argmax: a multi-label model decides each"):
         served(str(ckpt), "ckpt_path", threshold="argmax")
@@ -144,13 +141,17 @@ def test_context_models_and_single_label_rules_are_refused_in_one_line(subtype_r
     with pytest.raises(ConfigError, match="tta=true"):
         served(str(ckpt), "ckpt_path", tta=True)
 
-    def with_context(paths):  # the same network, as if trained with a neighbour each side
-        ensemble = load_members(paths)
-        first = ensemble.members[0]
-        first.preprocessing = dataclasses.replace(first.preprocessing, context_slices=1)
-        return ensemble
 
-    monkeypatch.setattr(multilabel_serve, "load_members", with_context)
-    with pytest.raises(ConfigError, match=r"data.context_slices=1\); stroke-serve predicts") as err:
-        served(str(ckpt), "ckpt_path")
-    assert "\n" not in str(err.value)
+def test_a_context_model_stacks_each_slice_s_neighbours_as_stroke_predict_does(
+    subtype_phantom, tmp_path
+):
+    """experiment=ich_subtypes reads each slice with its neighbours: the uploads of a series,
+    in any order, are ordered along the slice normal and stacked as stroke-predict does."""
+    run = train_subtypes(subtype_phantom, tmp_path / "context", "data.context_slices=1")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    paths = one_series(subtype_phantom)
+    rows = predict_rows(str(ckpt), paths, tmp_path / "predictions.csv")
+    model = served(str(ckpt), "ckpt_path")
+    assert model.context_slices == 1
+    body = serve_answer(model, list(reversed(paths)), tmp_path)  # uploaded in reverse order
+    assert_equal_rows(body, rows)

@@ -39,6 +39,8 @@ class _Prepared:
     upload: Upload
     path: Path | None = None
     tensor: np.ndarray | None = None
+    #: the letterboxed image, kept for a model that stacks neighbouring slices
+    image: np.ndarray | None = None
     error: str | None = None
 
 
@@ -91,7 +93,15 @@ class PredictionService:
         prepared = await asyncio.gather(
             *(self._in_pool(self._prepare, upload, folder) for upload in uploads)
         )
-        outcomes = await self._infer([p for p in prepared if p.error is None], overlay)
+        readable = [p for p in prepared if p.error is None]
+        if getattr(self.model, "context_slices", 0) and readable:
+            # each slice with its neighbours among the uploads of its series, as predict does
+            tensors = self.model.with_context(
+                [p.path for p in readable], [p.image for p in readable]
+            )
+            for item, tensor in zip(readable, tensors, strict=True):
+                item.tensor, item.image = tensor, None
+        outcomes = await self._infer(readable, overlay)
         results = await asyncio.gather(
             *(
                 self._in_pool(self._result, p, outcomes.get(p.upload.index), folder, views)
@@ -140,7 +150,9 @@ class PredictionService:
         try:
             check_upload(upload, self.settings.max_file_bytes, self.settings.max_pixels)
             item.path = private_folder_file(folder, upload)
-            _, item.tensor = self.model.prepare(item.path)
+            image, item.tensor = self.model.prepare(item.path)
+            if getattr(self.model, "context_slices", 0):
+                item.image = image
         except UploadRejected as err:
             item.error = f"rejected: {err}"
         except Exception as err:  # unreadable content is this file's error, not the request's

@@ -104,6 +104,19 @@ def group_series(paths: Sequence[Path]) -> list[list[SliceFile]]:
     return list(series.values())
 
 
+def context_inputs(images: Sequence[np.ndarray], preprocessing) -> list[np.ndarray]:
+    """The normalised inputs of a series' readable slices (letterboxed uint8, in slice order),
+    each with its `context_slices` neighbours, the edge slice repeated at the ends."""
+    k, last = preprocessing.context_slices, len(images) - 1
+    inputs = []
+    for position, image in enumerate(images):
+        if k:
+            neighbours = [images[min(max(position + o, 0), last)] for o in range(-k, k + 1)]
+            image = stack_channels(neighbours)
+        inputs.append(preprocessing.normalize(image))
+    return inputs
+
+
 def predict_series(series: list[SliceFile], model: Ensemble, batch_size: int, device) -> None:
     """Every readable slice's probabilities (in place), its neighbours as context."""
     preprocessing = model.first.preprocessing
@@ -118,13 +131,7 @@ def predict_series(series: list[SliceFile], model: Ensemble, batch_size: int, de
                 item.error = describe_error(err)
         images.append(image)
     readable = [i for i, image in enumerate(images) if image is not None]
-    k = preprocessing.context_slices
-    inputs = []
-    for position, index in enumerate(readable):
-        neighbours = [readable[min(max(position + o, 0), len(readable) - 1)]
-                      for o in range(-k, k + 1)]  # fmt: skip
-        stacked = stack_channels([images[j] for j in neighbours]) if k else images[index]
-        inputs.append(preprocessing.normalize(stacked))
+    inputs = context_inputs([images[i] for i in readable], preprocessing)
     for start in range(0, len(inputs), batch_size):
         batch = torch.from_numpy(np.stack(inputs[start : start + batch_size]))
         probs = model(batch, device)

@@ -19,7 +19,6 @@ import torch
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import ConfigError
 from stroke.inference.card import NOTICE, checkpoint_card, checkpoints_sha256, input_card
-from stroke.inference.predictor import preprocess_file
 from stroke.runs.checkpoints import checkpoint_paths
 from stroke.tasks.multilabel.decision import (
     DEFAULT_THRESHOLD,
@@ -29,7 +28,7 @@ from stroke.tasks.multilabel.decision import (
     validation_thresholds,
 )
 from stroke.tasks.multilabel.metrics import enforce_any
-from stroke.tasks.multilabel.predict import Ensemble, load_members
+from stroke.tasks.multilabel.predict import Ensemble, context_inputs, group_series, load_members
 
 
 @dataclass
@@ -64,13 +63,6 @@ class ServedMultiLabel:
         preprocessing = model.first.preprocessing
         if preprocessing is None:
             raise ConfigError(f"ckpt_path={str(ckpt_path)!r} records no preprocessing: retrain it")
-        if preprocessing.context_slices:
-            k = preprocessing.context_slices
-            raise ConfigError(
-                f"ckpt_path={str(ckpt_path)!r} reads each slice with its neighbours "
-                f"(data.context_slices={k}); stroke-serve predicts uploads one by one: "
-                "predict the series with stroke-predict"
-            )
         rule = label_rule(model.first.class_names, paths, threshold, eval_metrics)
         if model.first.settings.get("enforce_any"):
             rule = LabelThresholds(
@@ -92,8 +84,28 @@ class ServedMultiLabel:
         return self.model.first.class_names
 
     def prepare(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """(letterboxed uint8 image, normalised input): stroke-predict's own path."""
-        return preprocess_file(path, self.preprocessing, self.loader)
+        """(letterboxed uint8 image of the slice alone, normalised input of it as a one-slice
+        series): stroke-predict's own path; `with_context` restacks a series' slices."""
+        image = self.loader(path)
+        return image, context_inputs([image], self.preprocessing)[0]
+
+    @property
+    def context_slices(self) -> int:
+        """Neighbouring slices each input holds (data.context_slices of the run)."""
+        return self.preprocessing.context_slices
+
+    def with_context(self, paths: list[Path], images: list[np.ndarray]) -> list[np.ndarray]:
+        """The normalised inputs of uploads read together, each slice with its neighbours
+        in its series (DICOM SeriesInstanceUID, ordered along the slice normal), exactly as
+        stroke-predict stacks them; other files are their own one-slice series."""
+        where = {path: i for i, path in enumerate(paths)}
+        inputs: list[np.ndarray | None] = [None] * len(paths)
+        for series in group_series(paths):
+            order = [where[item.path] for item in series]
+            stacked = context_inputs([images[i] for i in order], self.preprocessing)
+            for index, tensor in zip(order, stacked, strict=True):
+                inputs[index] = tensor
+        return inputs
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """P(label) of a batch of normalised inputs (N x C x H x W): each its own, no sum to 1."""
