@@ -17,6 +17,7 @@ from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError, DatasetError
 from stroke.inference.onnx_export import read_onnx_metadata
+from stroke.parameters import PREDICT, check
 from stroke.runs.checkpoints import checkpoint_paths
 from stroke.tasks.registry import TaskParts, get_task, task_of_checkpoints
 from stroke.warnings_filter import quiet_third_party_warnings
@@ -36,6 +37,7 @@ def run_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     """Predict every input and write what the task writes; returns (csv, files, failures)."""
     if not cfg.ckpt_path and not cfg.onnx_path:
         raise ConfigError("give ckpt_path= (a stroke-train checkpoint) or onnx_path=")
+    check(cfg, PREDICT)
     return prediction_task(cfg).predict(cfg)
 
 

@@ -18,6 +18,7 @@ from stroke.cli.errors import command
 from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError, StrokeError
 from stroke.hardware import resolve_device
+from stroke.parameters import SERVE, check
 from stroke.runs.checkpoints import checkpoint_paths
 from stroke.serve.app import create_app
 from stroke.serve.series import check_aggregation
@@ -103,6 +104,7 @@ def _announce(cfg: DictConfig, model, settings: ServeSettings) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="serve")
 def main(cfg: DictConfig) -> None:
     """Entry point of `stroke-serve`."""
+    check(cfg, SERVE)
     quiet_third_party_warnings()
     import uvicorn
 
