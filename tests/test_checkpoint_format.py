@@ -278,8 +278,10 @@ def test_a_lazy_read_gives_the_same_checkpoint(tmp_path, zipped):
     """The task check reads checkpoints lazily (tensors memory-mapped); the legacy non-zip
     format cannot be mapped and is read whole instead."""
     path = tmp_path / "model.ckpt"
-    content = {"state_dict": {"w": torch.arange(4.0)}, "hyper_parameters": {"in_chans": 1}}
+    hparams = {"backbone": {"name": "cnn_small"}, "in_chans": 1}
+    content = {"state_dict": {"w": torch.arange(4.0)}, "hyper_parameters": hparams}
     torch.save(content, path, _use_new_zipfile_serialization=zipped)
     lazy, whole = read_checkpoint(path, lazy=True), read_checkpoint(path)
     assert torch.equal(lazy["state_dict"]["w"], whole["state_dict"]["w"])
-    assert lazy["hyper_parameters"] == whole["hyper_parameters"] == {"input_channels": 1}
+    upgraded = {"backbone": {"name": "cnn_small"}, "input_channels": 1}
+    assert lazy["hyper_parameters"] == whole["hyper_parameters"] == upgraded

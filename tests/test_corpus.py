@@ -497,7 +497,8 @@ def checkpoint_crafted_given_to_resume(tmp_path, get):
 
 @case
 def checkpoint_weights_only_cannot_resume(tmp_path, get):
-    torch.save({"state_dict": {}, "hyper_parameters": {}}, tmp_path / "weights.ckpt")
+    hparams = {"backbone": {"name": "cnn_small"}}  # ours, but saved without its training state
+    torch.save({"state_dict": {}, "hyper_parameters": hparams}, tmp_path / "weights.ckpt")
     expect_error(lambda: check_resume_checkpoint(tmp_path / "weights.ckpt"), 4,
                  "cannot resume training", "optimizer_states")  # fmt: skip
 

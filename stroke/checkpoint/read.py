@@ -22,6 +22,12 @@ def read_checkpoint(path: str | Path, lazy: bool = False) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={str(path)!r} does not exist (expected a .ckpt file)")
+    if _is_safetensors(path):
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is a safetensors weights file, not a stroke-train "
+            "checkpoint (no classes, no preprocessing)",
+            hint=f"to start a backbone from it: stroke-train model.backbone.weights_path={path}",
+        )
     try:
         with warnings.catch_warnings():
             # torch warns about the file's pickle before refusing it: our line says it all
@@ -32,6 +38,13 @@ def read_checkpoint(path: str | Path, lazy: bool = False) -> dict:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"ckpt_path={str(path)!r} holds a {type(checkpoint).__name__}, not a checkpoint"
+        )
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} is a bare state dict ({len(checkpoint)} tensors, e.g. "
+            f"{next(iter(checkpoint))!r}), not a stroke-train checkpoint (no classes, no "
+            "preprocessing)",
+            hint=f"to start a backbone from its weights: model.backbone.weights_path={path}",
         )
     missing = [k for k in ("state_dict", "hyper_parameters") if k not in checkpoint]
     if missing:
@@ -48,6 +61,15 @@ def _load(path: Path, lazy: bool):
         except RuntimeError:  # torch's legacy (non-zip) format cannot be memory-mapped
             pass
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then its JSON header."""
+    with path.open("rb") as fh:
+        head = fh.read(10)
+    return (
+        len(head) == 10 and head[8:10] in (b'{"', b"{'") and int.from_bytes(head[:8], "little") > 0
+    )
 
 
 def _unreadable(err: Exception) -> str:

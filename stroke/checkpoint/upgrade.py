@@ -39,7 +39,7 @@ def upgrade(checkpoint: dict, path: Path) -> dict:
     """The checkpoint with its `stroke` record in the current format (in place)."""
     record = checkpoint.get(RECORD_KEY)
     if record is None:
-        checkpoint[RECORD_KEY] = _record_of_version_0(checkpoint).to_dict()
+        checkpoint[RECORD_KEY] = _record_of_version_0(checkpoint, path).to_dict()
         version = 0
     else:
         version = record.get("format_version") if isinstance(record, dict) else None
@@ -60,8 +60,21 @@ def _rename_input_channels(hparams) -> None:
         hparams["input_channels"] = hparams.pop("in_chans")
 
 
-def _record_of_version_0(checkpoint: dict) -> CheckpointRecord:
+#: hyper-parameters every version-0 stroke module had: a classifier's or a segmenter's
+OUR_HPARAMS = ("backbone", "architecture")
+
+
+def _record_of_version_0(checkpoint: dict, path: Path) -> CheckpointRecord:
     hparams = checkpoint["hyper_parameters"]
+    if not any(k in (hparams or {}) for k in OUR_HPARAMS):
+        shown = sorted(hparams or {})[:6]
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r} was written by another Lightning project (no stroke "
+            f"record; its hyper-parameters {shown} have no model.backbone): stroke reads the "
+            "checkpoints stroke-train writes",
+            hint=f"to start a backbone from its network weights: model.backbone.weights_path={path}"
+            " (after saving its state_dict)",
+        )
     state = next((checkpoint[k] for k in LEGACY_DATAMODULE_KEYS if checkpoint.get(k)), None)
     state = dict(state or {})
     preprocessing, data = split_datamodule_state(state)

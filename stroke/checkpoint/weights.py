@@ -9,7 +9,7 @@ from torch import nn
 
 from stroke.checkpoint.format import checkpoint_task
 from stroke.checkpoint.read import read_checkpoint
-from stroke.errors import ConfigError
+from stroke.errors import CheckpointError, ConfigError
 
 
 def trained_net_state(checkpoint: dict) -> dict[str, torch.Tensor]:
@@ -21,9 +21,28 @@ def trained_net_state(checkpoint: dict) -> dict[str, torch.Tensor]:
     }
 
 
-def load_trained_weights(net: nn.Module, checkpoint: dict) -> nn.Module:
-    """The LightningModule's `net.` weights of a checkpoint into `net`, put in eval mode."""
-    net.load_state_dict(trained_net_state(checkpoint))
+def load_trained_weights(net: nn.Module, checkpoint: dict, path: Path | str = "") -> nn.Module:
+    """The LightningModule's `net.` weights of a checkpoint into `net`, put in eval mode;
+    weights that do not fit the network its hyper-parameters describe are a CheckpointError
+    naming the first layer that differs and both shapes."""
+    weights = trained_net_state(checkpoint)
+    expected = net.state_dict()
+    for name, tensor in weights.items():
+        if name in expected and expected[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"ckpt_path={str(path)!r}: layer {name} has shape {list(tensor.shape)}, the "
+                f"network its hyper-parameters describe has {list(expected[name].shape)}: the "
+                "file's weights and hyper-parameters do not belong together"
+            )
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r}: the network does not match its hyper-parameters: "
+            f"{len(missing)} layer(s) missing (e.g. {missing[:2]}), {len(unexpected)} "
+            f"unexpected (e.g. {unexpected[:2]})"
+        )
+    net.load_state_dict(weights)
     return net.eval()
 
 

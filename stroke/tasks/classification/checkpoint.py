@@ -83,7 +83,7 @@ def load_classifier(path: str | Path, checkpoint: dict | None = None) -> LoadedC
     backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
     channels = int(hparams["input_channels"])
     net = create_model(num_classes=hparams["num_classes"], in_chans=channels, **backbone)
-    load_trained_weights(net, checkpoint)
+    load_trained_weights(net, checkpoint, path)
     return LoadedClassifier(
         net=net,
         class_names=list(hparams["class_names"]),

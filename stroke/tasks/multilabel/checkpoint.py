@@ -62,7 +62,7 @@ def load_multilabel(path: str | Path, checkpoint: dict | None = None) -> LoadedM
     backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
     channels = int(hparams["input_channels"])
     net = create_model(num_classes=hparams["num_classes"], in_chans=channels, **backbone)
-    load_trained_weights(net, checkpoint)
+    load_trained_weights(net, checkpoint, path)
     loss = hparams.get("loss") or {}
     return LoadedMultiLabel(
         net=net.eval(),

@@ -71,7 +71,7 @@ def load_segmenter(path: str | Path, checkpoint: dict | None = None) -> LoadedSe
             "segmenter (it has no lesion classes)"
         )
     # the weights come from the checkpoint: never download or read pretrained ones again
-    net = load_trained_weights(build_network(hparams, pretrained=False), checkpoint)
+    net = load_trained_weights(build_network(hparams, pretrained=False), checkpoint, path)
     joint = bool(hparams["joint"])
     return LoadedSegmenter(
         net=net,
