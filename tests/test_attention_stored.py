@@ -49,3 +49,32 @@ def test_stroke_eval_scores_patients_with_the_run_s_stored_pooler(phantom_dir, t
     assert again["context"]["attention pooling"].startswith("stored in the checkpoint")
     assert trained["context"]["attention pooling"].startswith("fitted now")
     assert again["patient_level"]["attention"] == trained["patient_level"]["attention"]
+
+
+def test_flip_tta_pools_the_mean_of_both_views_features_and_an_ensemble_has_none():
+    from stroke.evaluation.attention import has_pooled_features, pooled_features
+    from stroke.models import create_model
+    from stroke.tasks.classification.ensemble import FlipAverage, ProbabilityMean
+
+    net = create_model("cnn_small", num_classes=2, in_chans=1).eval()
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        both = (pooled_features(net, x) + pooled_features(net, x.flip(-1))) / 2
+        assert torch.allclose(pooled_features(FlipAverage(net), x), both, atol=1e-6)
+    assert has_pooled_features(FlipAverage(net))
+    assert not has_pooled_features(ProbabilityMean([net, net]))
+
+
+def test_a_requested_aggregation_that_cannot_be_computed_is_said_in_its_place():
+    from stroke.evaluation.evaluate import EvaluationConfig, SplitPredictions, evaluate_predictions
+
+    rng = np.random.default_rng(0)
+    targets = np.array([0, 1] * 6)
+    probs = np.clip(np.stack([1 - targets, targets], 1) * 0.6 + rng.random((12, 2)) * 0.4, 0, 1)
+    probs = probs / probs.sum(1, keepdims=True)
+    split = SplitPredictions("test", [f"{i}.png" for i in range(12)],
+                             [f"P{i // 3}" for i in range(12)], targets, probs)  # fmt: skip
+    config = EvaluationConfig(n_boot=5, patient_aggregations=["max", "attention"])
+    result = evaluate_predictions(split, None, ["none", "bleed"], config, {"skipped": "why not"})
+    assert result["patient_level"]["attention"] == {"skipped": "why not"}
+    assert "metrics" in result["patient_level"]["max"]

@@ -87,6 +87,20 @@ class AttentionPooler:
         )
 
 
+def has_pooled_features(net: nn.Module) -> bool:
+    """Whether `net` has one feature space to pool (a backbone, or flip TTA over one); an
+    ensemble's mean has none."""
+    return hasattr(net, "pooled_features") or hasattr(net, "forward_head")
+
+
+def pooled_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The pooled penultimate features (N x D) of a batch: timm's `forward_head(pre_logits=
+    True)` (the custom CNNs have it too), or the network's own `pooled_features`."""
+    if hasattr(net, "pooled_features"):
+        return net.pooled_features(x).flatten(1)
+    return net.forward_head(net.forward_features(x), pre_logits=True).flatten(1)
+
+
 @torch.no_grad()
 def slice_features(
     net: nn.Module, dataset, device: str | torch.device = "cpu", batch_size: int = 64
@@ -99,8 +113,7 @@ def slice_features(
     try:
         chunks = []
         for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            x = net.forward_features(images.to(device))
-            chunks.append(net.forward_head(x, pre_logits=True).flatten(1).float().cpu())
+            chunks.append(pooled_features(net, images.to(device)).float().cpu())
     finally:
         dataset.transform = transform
         net.train(was_training)

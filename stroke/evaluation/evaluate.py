@@ -205,7 +205,12 @@ def evaluate_predictions(
     for how in config.patient_aggregations:
         if how == LEARNED_AGGREGATION:
             if not learned or learned.get("test") is None:
-                continue  # fitted only where the network is at hand (stroke-train, stroke-eval)
+                # asked for but not computed: the report says so in its place, never drops it
+                why = (learned or {}).get("skipped") or (
+                    "attention pooling needs the network's features (stroke-train, stroke-eval)"
+                )
+                result["patient_level"][how] = {"skipped": why}
+                continue
             patients, aggregated = learned["test"], learned.get("val")
             val_patients = None if aggregated is None else (aggregated.targets, aggregated.probs)
         else:

@@ -11,7 +11,11 @@ import numpy as np
 import torch
 from sklearn.metrics import classification_report
 
-from stroke.evaluation.attention import AttentionPooler, learned_patient_predictions
+from stroke.evaluation.attention import (
+    AttentionPooler,
+    has_pooled_features,
+    learned_patient_predictions,
+)
 from stroke.evaluation.evaluate import (
     LEARNED_AGGREGATION,
     EvaluationConfig,
@@ -33,6 +37,12 @@ from stroke.io import atomic_write_json, atomic_write_text, atomic_writer
 log = logging.getLogger(__name__)
 
 #: Rows of the headline table, in reading order: every metric, then the calibration error.
+#: how each patient aggregation scores a patient, in the report's words
+PATIENT_RULES = {
+    "max": "the patient's most suspicious slice (lowest P(negative))",
+    "mean": "the mean of the patient's slice probabilities",
+    "attention": "gated attention pooling over the patient's slice features",
+}
 #: the attention pooling fitted for a report, beside it (stroke-train stores it in the checkpoint)
 POOLER_FILE = "attention_pooler.pt"
 HEADLINE = (*((m.name, m.label) for m in METRICS), ("ece", "expected calibration error"))
@@ -271,11 +281,10 @@ def _markdown(
     if not result["patient_level"]:
         lines.append(result.get("patient_level_skipped", "not computed"))
     for how, patient in result["patient_level"].items():
-        rule = (
-            "the patient's most suspicious slice (lowest P(negative))"
-            if how == "max"
-            else "the mean of the patient's slice probabilities"
-        )
+        if "skipped" in patient:
+            lines += [f"### `{how}`: not computed: {patient['skipped']}", ""]
+            continue
+        rule = PATIENT_RULES.get(how, how)
         lines += [
             f"### `{how}`: {rule}; {patient['n_patients']} patients",
             "",
@@ -320,7 +329,7 @@ def evaluate_and_report(
     config = config or EvaluationConfig()
     learned = None
     if LEARNED_AGGREGATION in config.patient_aggregations and has_patient_groups(test.patient_ids):
-        if hasattr(net, "forward_head"):
+        if has_pooled_features(net):
             learned, fitted = learned_patient_predictions(
                 net, datamodule, val, test, device, config.seed, pooler
             )
@@ -330,6 +339,8 @@ def evaluate_and_report(
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             with atomic_writer(Path(out_dir) / POOLER_FILE, "wb") as fh:
                 torch.save(fitted.to_state(), fh)
-        else:  # e.g. an ensemble: no one feature space to pool
-            log.warning("patient aggregation 'attention' needs one network's features: skipped")
+        else:  # an ensemble's mean: the section says why it has no attention row
+            why = "an ensemble averages several networks' outputs and has no one feature space"
+            learned = {"skipped": why}
+            log.warning("patient aggregation 'attention' not computed: %s", why)
     return write_evaluation(out_dir, test, val, datamodule.class_names, config, context, learned)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from stroke.errors import CheckpointError, ConfigError
+from stroke.evaluation.attention import pooled_features
 from stroke.runs.checkpoints import checkpoint_paths
 from stroke.tasks.classification.checkpoint import LoadedClassifier, load_classifier
 
@@ -57,6 +58,13 @@ class FlipAverage(nn.Module):
         both = self.net(torch.cat([x, x.flip(-1)])).float().softmax(dim=1)
         n = len(x)
         return ((both[:n] + both[n:]) / 2).clamp_min(_TINY).log()
+
+    def pooled_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the pooled penultimate features of the image and its mirror: what
+        attention pooling reads under flip TTA (one feature space, both views)."""
+        both = pooled_features(self.net, torch.cat([x, x.flip(-1)]))
+        n = len(x)
+        return (both[:n] + both[n:]) / 2
 
 
 def load_ensemble(ckpt_path) -> LoadedClassifier:
