@@ -81,3 +81,20 @@ def test_a_cv_sweep_whose_summary_cannot_be_written_exits_non_zero(phantom_dir, 
     result = run_module("stroke.cli.train", "-m", "data.folds=2", "data.fold=0,1", *args)
     assert result.returncode == EXIT_SWEEP, result.stderr[-3000:]
     assert f"error: cross-validation summary {sweep / SUMMARY_MD} not written" in result.stdout
+
+
+def test_another_process_s_running_trial_is_not_a_failure_but_a_dead_one_is(tmp_path):
+    """Two processes share an Optuna study: a trial the other one is running is running; a
+    trial marked running by a process of this machine that is gone ended without a result."""
+    import os
+    import socket
+
+    for name, pid in (("alive", os.getpid()), ("dead", 2**22 + 12345)):
+        (tmp_path / name).mkdir()
+        write_status(tmp_path / name, "running")
+        record = json.loads((tmp_path / name / "status.json").read_text())
+        record.update(pid=pid, host=socket.gethostname())
+        (tmp_path / name / "status.json").write_text(json.dumps(record))
+    statuses = trial_statuses(tmp_path)
+    assert statuses == {tmp_path / "alive": "running", tmp_path / "dead": "ended without a result"}
+    assert "1 running" in tally(statuses) and str(tmp_path / "dead") in tally(statuses)

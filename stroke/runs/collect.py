@@ -103,12 +103,12 @@ def _status(summary: dict, status_record: dict) -> tuple[str, str | None]:
         return status, status_record.get("error")
     if status == FINISHED or (status is None and summary.get("metrics") is not None):
         return FINISHED, None
-    if status == RUNNING and _process_gone(status_record):
+    if status == RUNNING and process_gone(status_record):
         return FAILED, f"process {status_record.get('pid')} ended without a result (killed?)"
     return RUNNING, None
 
 
-def _process_gone(status_record: dict) -> bool:
+def process_gone(status_record: dict) -> bool:
     """A run marked running by a process of this machine that no longer exists."""
     pid = status_record.get("pid")
     if status_record.get("host") != socket.gethostname() or not isinstance(pid, int):

@@ -23,12 +23,17 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from stroke.runs.record import FAILED, FINISHED, INTERRUPTED, STATUS_FILE, read_status
+from stroke.runs.collect import process_gone
+from stroke.runs.record import FAILED, FINISHED, INTERRUPTED, RUNNING, STATUS_FILE, read_status
 
 log = logging.getLogger(__name__)
 
 #: the exit status of a multirun with failed trials or a missing promised file
 EXIT_SWEEP = 7
+#: a trial marked running whose process on this machine is gone (killed, out of memory)
+ENDED_WITHOUT_RESULT = "ended without a result"
+#: what fails a multirun; `running` (another process's trial of a shared study) does not
+NOT_FINISHED = (FAILED, INTERRUPTED, ENDED_WITHOUT_RESULT, "unreadable")
 #: files our callbacks promised but could not write in this process: (path, why)
 _BROKEN_PROMISES: list[tuple[str, str]] = []
 
@@ -46,7 +51,10 @@ def trial_statuses(sweep_dir: Path, since: float = 0.0) -> dict[Path, str]:
         if path.stat().st_mtime < since:
             continue
         record = read_status(path.parent) or {}
-        statuses[path.parent] = str(record.get("status") or "unreadable")
+        status = str(record.get("status") or "unreadable")
+        if status == RUNNING:  # another process's trial of a shared study, or a dead one
+            status = ENDED_WITHOUT_RESULT if process_gone(record) else RUNNING
+        statuses[path.parent] = status
     return statuses
 
 
@@ -57,7 +65,7 @@ def tally(statuses: dict[Path, str]) -> str:
         f"{n} {status}" for status, n in sorted(counts.items()) if status != FINISHED
     ]
     line = f"{len(statuses)} trial(s): " + ", ".join(parts)
-    failed = [d for d, s in statuses.items() if s != FINISHED]
+    failed = [d for d, s in statuses.items() if s in NOT_FINISHED]
     if failed:
         line += f" (see {failed[0] / STATUS_FILE}" + (" and the others'" if len(failed) > 1 else "")
         line += ")"
@@ -84,7 +92,7 @@ class SweepVerdict(Callback):
             line = tally(statuses)
             log.info("sweep: %s", line)
             print(f"sweep: {line}")
-        failed = sum(1 for s in statuses.values() if s in (FAILED, INTERRUPTED, "running"))
+        failed = sum(1 for s in statuses.values() if s in NOT_FINISHED)
         strict = bool((config.get("sweep") or {}).get("fail_on_trial_error", True))
         problems = []
         if failed and strict:
