@@ -72,7 +72,8 @@ def read_fold_run(run_dir: Path) -> FoldRun:
         data = OmegaConf.load(hydra_dir / "config.yaml").get("data") or {}
         fold, folds = data.get("fold"), data.get("folds")
     group = tuple(sorted(o for o in overrides if not o.lstrip("+~").startswith("data.fold=")))
-    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items()}
+    # a metric a split cannot define (a label without positives) is null in metrics.json
+    metrics = {k: float(v) for k, v in summary.get("metrics", {}).items() if v is not None}
     eval_dir = Path(summary["eval_dir"]) if summary.get("eval_dir") else None
     if eval_dir is None or not eval_dir.is_dir():  # a moved run: its own eval/ folder
         eval_dir = run_dir / PREDICTIONS_CSV.parent
