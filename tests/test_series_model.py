@@ -89,6 +89,25 @@ def test_a_slice_a_fold_trained_on_never_reaches_stage_2():
     assert leaked in str(err.value) and "\n" not in str(err.value)
 
 
+def test_stage_2_features_pass_the_check_before_anything_is_fitted(monkeypatch):
+    """out_of_fold_features, stroke-series' only source of stage-2 inputs, refuses a fold
+    whose test split gives a slice it trained on (a wrong split rebuilt, a moved file)."""
+    from stroke.tasks.multilabel import features
+
+    series = toy_series(4)
+    monkeypatch.setattr(features, "_fold_datamodule", lambda fold, overrides: None)
+
+    def fold_series(model, datamodule, split, device, fold):
+        return [s for s in series if s.fold == fold]
+
+    monkeypatch.setattr(features, "split_series", fold_series)
+    folds = [FoldModel(Path(f"fold{k}"), k, None, frozenset()) for k in (0, 1)]
+    assert len(features.out_of_fold_features(folds)) == 4
+    folds[0] = FoldModel(Path("fold0"), 0, None, frozenset({series[0].paths[0]}))
+    with pytest.raises(DatasetError, match="training slice of fold 0"):
+        features.out_of_fold_features(folds)
+
+
 def test_stage_2_validation_patients_are_not_its_training_patients():
     train, val = split_by_patient(toy_series(20), 0.25, seed=0)
     assert len(val) == 5 and not {s.patient_id for s in train} & {s.patient_id for s in val}
