@@ -27,6 +27,7 @@ TASK_MODULES: dict[str, str] = {
     "classification": "stroke.tasks.classification",
     "segmentation": "stroke.tasks.segmentation",
     "multilabel": "stroke.tasks.multilabel",
+    "multilabel_series": "stroke.tasks.multilabel.series_task",
 }
 _LOADED: dict[str, TaskParts] = {}
 

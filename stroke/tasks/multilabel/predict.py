@@ -117,9 +117,9 @@ def context_inputs(images: Sequence[np.ndarray], preprocessing) -> list[np.ndarr
     return inputs
 
 
-def predict_series(series: list[SliceFile], model: Ensemble, batch_size: int, device) -> None:
-    """Every readable slice's probabilities (in place), its neighbours as context."""
-    preprocessing = model.first.preprocessing
+def series_inputs(series: list[SliceFile], preprocessing) -> tuple[list[int], list[np.ndarray]]:
+    """The readable slices of a series (their indices) and the network's input of each, its
+    neighbours as context; an unreadable file gets its error (in place)."""
     loader = preprocessing.file_loader()
     images: list[np.ndarray | None] = []
     for item in series:
@@ -132,6 +132,12 @@ def predict_series(series: list[SliceFile], model: Ensemble, batch_size: int, de
         images.append(image)
     readable = [i for i, image in enumerate(images) if image is not None]
     inputs = context_inputs([images[i] for i in readable], preprocessing)
+    return readable, inputs
+
+
+def predict_series(series: list[SliceFile], model: Ensemble, batch_size: int, device) -> None:
+    """Every readable slice's probabilities (in place), its neighbours as context."""
+    readable, inputs = series_inputs(series, model.first.preprocessing)
     for start in range(0, len(inputs), batch_size):
         batch = torch.from_numpy(np.stack(inputs[start : start + batch_size]))
         probs = model(batch, device)
@@ -141,15 +147,21 @@ def predict_series(series: list[SliceFile], model: Ensemble, batch_size: int, de
 
 def _thresholds(cfg: DictConfig, model: Ensemble) -> list[float]:
     """`threshold=` for every label, else the run's validation thresholds, else 0.5."""
-    labels = model.first.class_names
+    report = run_report(model.first.path)
+    return decision_thresholds(
+        cfg, model.first.class_names, report if len(model.members) == 1 else None
+    )
+
+
+def decision_thresholds(cfg: DictConfig, labels: Sequence[str], report: Path | None) -> list[float]:
+    """`threshold=` for every label, else the thresholds in `report` (a metrics.json), else 0.5."""
     if cfg.get("threshold") is not None:
         value = float(cfg.threshold)
         if not 0 < value < 1:
             raise ConfigError(f"threshold must be in (0, 1), got {cfg.threshold!r}")
         return [value] * len(labels)
     chosen = {}
-    report = run_report(model.first.path)
-    if len(model.members) == 1 and report.is_file():
+    if report is not None and report.is_file():
         chosen = validation_thresholds(report)
     return [chosen.get(label, DEFAULT_THRESHOLD) for label in labels]
 
@@ -177,7 +189,7 @@ def run_multilabel_prediction(cfg: DictConfig) -> tuple[Path, int, int]:
     output = Path(cfg.output_csv)
     failures = sum(1 for series in all_series for item in series if item.error)
     files = sum(len(series) for series in all_series)
-    _write_rows(output, all_series, labels, thresholds)
+    write_rows(output, all_series, labels, thresholds)
     return output, files, failures
 
 
@@ -185,16 +197,22 @@ def _decided(probs: np.ndarray, labels: Sequence[str], thresholds: np.ndarray) -
     return label_set([c for c, p, t in zip(labels, probs, thresholds, strict=True) if p >= t])
 
 
-def _write_rows(
-    output: Path, all_series: list[list[SliceFile]], labels: Sequence[str], thresholds
+def write_rows(
+    output: Path,
+    all_series: list[list[SliceFile]],
+    labels: Sequence[str],
+    thresholds,
+    series_probs: Sequence[np.ndarray | None] | None = None,
 ) -> None:
+    """The CSV: a row per slice, then its series' row (the max of its slices' probabilities,
+    or `series_probs[i]` where a series model scored series i itself)."""
     header = ["level", "path", "series_id", "patient_id", "slices", "labels"]
     header += [f"prob_{label}" for label in labels] + ["error"]
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(output, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
-        for series in all_series:
+        for i, series in enumerate(all_series):
             for item in series:
                 probs = [] if item.probs is None else [f"{p:.6f}" for p in item.probs]
                 decided = "" if item.probs is None else _decided(item.probs, labels, thresholds)
@@ -204,7 +222,8 @@ def _write_rows(
                                  *probs, item.error])  # fmt: skip
             scored = [item.probs for item in series if item.probs is not None]
             if scored:
-                top = np.max(scored, axis=0)
+                own = None if series_probs is None else series_probs[i]
+                top = np.max(scored, axis=0) if own is None else own
                 writer.writerow(["series", "", series[0].series_id, series[0].patient_id,
                                  len(scored), _decided(top, labels, thresholds),
                                  *[f"{p:.6f}" for p in top], ""])  # fmt: skip

@@ -112,7 +112,7 @@ def chosen_thresholds(
     return thresholds, chosen
 
 
-def _scored(
+def scored(
     targets: np.ndarray,
     probs: np.ndarray,
     groups: Sequence[str],
@@ -121,6 +121,8 @@ def _scored(
     thresholds: Sequence[float],
     config: EvaluationConfig,
 ) -> dict[str, dict[str, object]]:
+    """Every metric with its patient-bootstrap interval (`groups`: the patient of each row)."""
+
     def statistic(indices: np.ndarray) -> dict[str, float]:
         return multilabel_scores(targets[indices], probs[indices], labels, weights, thresholds)
 
@@ -153,7 +155,7 @@ def evaluate_predictions(
         "series": len(set(test.series_ids)),
         "patients": len(set(test.patient_ids)),
         "thresholds": chosen,
-        "slice_level": _scored(
+        "slice_level": scored(
             test.targets, test.probs, test.patient_ids, labels, weights, thresholds, config
         ),  # fmt: skip
         "series_level": {},
@@ -167,7 +169,7 @@ def evaluate_predictions(
     }
     for name, aggregate in SERIES_AGGREGATIONS.items():
         targets, probs, patients = series_level(test, aggregate)
-        result["series_level"][name] = _scored(
+        result["series_level"][name] = scored(
             targets, probs, patients, labels, weights, thresholds, config
         )
     return result
