@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from stroke.errors import ConfigError
+from stroke.evaluation.report import format_estimate
 from stroke.hardware import resolve_device
 from stroke.inference.consistency import align_preprocessing, check_windows
 from stroke.inference.predictor import resolve_inputs
@@ -176,7 +177,6 @@ def comparison_line(result: Mapping) -> str:
 
 
 def comparison_markdown(result: Mapping, context: Mapping[str, object]) -> str:
-    from stroke.evaluation.report import format_estimate
 
     columns = comparison_columns(result)
     lines = ["# Series model evaluation", ""] + [f"- {k}: {v}" for k, v in context.items()]
