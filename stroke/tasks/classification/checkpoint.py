@@ -17,13 +17,12 @@ from torch import nn
 from stroke.checkpoint import (
     checkpoint_preprocessing,
     checkpoint_record,
-    load_trained_weights,
     read_checkpoint,
 )
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import CheckpointError
 from stroke.evaluation.attention import ATTENTION_KEY
-from stroke.models import create_model
+from stroke.models.trained import trained_backbone
 
 
 @dataclass
@@ -79,11 +78,7 @@ def load_classifier(path: str | Path, checkpoint: dict | None = None) -> LoadedC
             f"ckpt_path={str(path)!r} is a {checkpoint_record(checkpoint).task} checkpoint, "
             "not a classifier (it has no model.backbone)"
         )
-    # the weights come from the checkpoint: never download or read pretrained ones again
-    backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
-    channels = int(hparams["input_channels"])
-    net = create_model(num_classes=hparams["num_classes"], in_chans=channels, **backbone)
-    load_trained_weights(net, checkpoint, path)
+    net, channels = trained_backbone(checkpoint, path)
     return LoadedClassifier(
         net=net,
         class_names=list(hparams["class_names"]),

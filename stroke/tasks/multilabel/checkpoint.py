@@ -11,12 +11,11 @@ from torch import nn
 from stroke.checkpoint import (
     checkpoint_preprocessing,
     checkpoint_record,
-    load_trained_weights,
     read_checkpoint,
 )
 from stroke.data.preprocessing import Preprocessing
 from stroke.errors import CheckpointError
-from stroke.models import create_model
+from stroke.models.trained import trained_backbone
 
 
 @dataclass
@@ -59,13 +58,10 @@ def load_multilabel(path: str | Path, checkpoint: dict | None = None) -> LoadedM
             f"ckpt_path={str(path)!r} is a {checkpoint_record(checkpoint).task} checkpoint, "
             "not a multi-label classifier"
         )
-    backbone = {**hparams["backbone"], "pretrained": False, "weights_path": None}
-    channels = int(hparams["input_channels"])
-    net = create_model(num_classes=hparams["num_classes"], in_chans=channels, **backbone)
-    load_trained_weights(net, checkpoint, path)
+    net, channels = trained_backbone(checkpoint, path)
     loss = hparams.get("loss") or {}
     return LoadedMultiLabel(
-        net=net.eval(),
+        net=net,
         class_names=list(hparams["class_names"]),
         input_channels=channels,
         preprocessing=checkpoint_preprocessing(checkpoint, path),
