@@ -38,6 +38,13 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def gpu_memory_mb(index: int = 0) -> float | None:
+    """The memory of CUDA GPU `index` in MB, None without one (what a 3-D plan sizes for)."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(index).total_memory / 2**20
+
+
 def resolve_num_workers(num_workers: int | str, cached: bool = False, key: str = "data") -> int:
     """`auto` leaves one CPU to the training loop and uses the rest (at most 8) for decoding.
 
