@@ -22,6 +22,8 @@ HARMLESS_MESSAGES = (
     # which metrics are undefined
     r".*No positive samples",
     r".*No negative samples",
+    # MONAI: the optional GPU DICOM decoder (nvImageCodec) is absent; pydicom decodes instead
+    r".*nvImageCodec",
 )
 
 #: Packages whose own deprecation notices are for their maintainers, not for us: a
@@ -32,6 +34,7 @@ QUIET_DEPRECATIONS_FROM = (
     "lightning",
     "lightning_fabric",
     "lightning_utilities",
+    "monai",
     "mlflow",
     "omegaconf",
     "onnx",
@@ -67,6 +70,8 @@ def quiet_third_party_warnings() -> None:
         warnings.filterwarnings("ignore", category=category, module=rf"({packages})(\.|$)")
     for name in _LIGHTNING_NOTICE_LOGGERS:
         logging.getLogger(name).addFilter(_not_an_advertisement)
+    # MONAI logs (not warns) the same nvImageCodec notice when its DICOM plugin loads
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 
 def _not_an_advertisement(record: logging.LogRecord) -> bool:

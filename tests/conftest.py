@@ -9,6 +9,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -198,3 +199,38 @@ def one_series(phantom: Path) -> list[Path]:
         series[ds.SeriesInstanceUID].append(path)
         bleeding[ds.SeriesInstanceUID] += labels[ds.SOPInstanceUID] != "none"
     return series[max(series, key=lambda uid: bleeding[uid])]
+
+
+#: an orientation other than RAS (x and y flipped: LPS), so reorientation is exercised
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def write_volume_case(root: Path, name: str, rng, lps: bool = False, lesion: int = 1) -> None:
+    """A 24 x 24 x 12 scan at 2 x 2 x 4 mm: brain-like noise, a bright cube labelled 1 (or
+    a dark one labelled 2), and its label volume beside it (root/images, root/labels)."""
+    shape = (24, 24, 12)
+    image = rng.normal(30, 5, shape).astype(np.float32)
+    labels = np.zeros(shape, np.uint8)
+    x, y, z = rng.integers(4, 14), rng.integers(4, 14), rng.integers(2, 7)
+    image[x : x + 6, y : y + 6, z : z + 4] = 75.0 if lesion == 1 else 10.0
+    labels[x : x + 6, y : y + 6, z : z + 4] = lesion
+    affine = np.diag([2.0, 2.0, 4.0, 1.0])
+    affine[:3, 3] = (-24, -24, -24)
+    if lps:
+        affine = LPS @ affine
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image, affine), root / "images" / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), root / "labels" / f"{name}.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def volume_root(tmp_path_factory) -> Path:
+    """NIfTI scans for the 3-D tasks: twelve scans of ten patients (two with a follow-up),
+    a third stored LPS, hemorrhage (1) and infarct (2) cubes alternating."""
+    root = tmp_path_factory.mktemp("volumes")
+    rng = np.random.default_rng(0)
+    names = [f"p{i:04d}_s0" for i in range(10)] + ["p0000_s1", "p0001_s1"]
+    for i, name in enumerate(names):
+        write_volume_case(root, name, rng, lps=i % 3 == 0, lesion=1 + i % 2)
+    return root

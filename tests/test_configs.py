@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from stroke.build import build_datamodule, build_model
 from stroke.config import source_checkout
 from stroke.data.batch_augment import BatchAugmentation
+from stroke.tasks.segmentation_3d.transforms import VolumeAugmentation
 
 CONF = source_checkout() / "conf"
 
@@ -21,9 +22,15 @@ def names(group: str) -> list[str]:
 
 @pytest.mark.parametrize("experiment", names("experiment"))
 def test_every_experiment_composes_and_builds(experiment, phantom_dir, request, tmp_path):
-    # each preset on the phantom of its layout: the PNG slices, or the RSNA-style series
+    # each preset on the phantom of its layout: the PNG slices, the RSNA-style series, or
+    # whole volumes
     layout = compose_train([f"experiment={experiment}"], tmp_path).data.source._target_
-    root = request.getfixturevalue("subtype_phantom") if "Rsna" in layout else phantom_dir
+    if "Rsna" in layout:
+        root = request.getfixturevalue("subtype_phantom")
+    elif "VolumeSource" in layout:
+        root = request.getfixturevalue("volume_root")
+    else:
+        root = phantom_dir
     overrides = [f"experiment={experiment}", f"data.root={root}"]
     if experiment == "head_ct_hemorrhage_cv":  # from scratch here; test_pretrain_preset.py
         overrides.append("model.backbone.weights_path=null")  # starts it from the phantom's
@@ -86,6 +93,16 @@ def test_augmentation_pipelines_run_on_uint8_images(option, tmp_path):
     if isinstance(pipeline, BatchAugmentation):  # whole normalised batches, on the device
         batch = torch.zeros(2, 3, 48, 48)
         assert pipeline(batch, [0.5] * 3, [0.25] * 3).shape == batch.shape
+        return
+    if isinstance(pipeline, VolumeAugmentation):  # patches of whole scans (3-D tasks)
+        from monai.transforms import Compose
+
+        label = torch.zeros(1, 24, 20, 12)
+        label[0, 5:10, 5:10, 3:6] = 1
+        scan = {"image": torch.randn(1, 24, 20, 12), "label": label}
+        patches = Compose(pipeline.transforms([16, 16, 8]))(scan)
+        assert len(patches) == pipeline.patches_per_volume
+        assert all(p["image"].shape == (1, 16, 16, 8) for p in patches)
         return
     for channels in (1, 3):
         image = np.random.default_rng(0).integers(0, 255, (48, 48, channels), np.uint8)

@@ -50,9 +50,17 @@ def evaluate_test_split(cfg: DictConfig, model, datamodule, trainer: L.Trainer) 
         "data source": repr(datamodule.source),
     }
     device = trainer.strategy.root_device
-    model.write_evaluation(datamodule, eval_dir, instantiate(cfg.evaluation), device, context)
+    result = model.write_evaluation(
+        datamodule, eval_dir, instantiate(cfg.evaluation), device, context
+    )
     log.info("evaluation report: %s", eval_dir / "report.md")
     pooler, best = eval_dir / POOLER_FILE, _best_checkpoint(trainer)
+    # what the report chose on validation (e.g. a 3-D segmenter's smallest kept lesion)
+    # travels with the weights, so stroke-predict applies it unchanged
+    for key, value in ((result or {}).get("checkpoint_extras") or {}).items():
+        if best:
+            add_to_checkpoint(best, key, value)
+            log.info("%s stored in %s", key, best)
     if pooler.is_file() and best:  # the report's attention pooling travels with the weights
         add_to_checkpoint(best, ATTENTION_KEY, torch.load(pooler, weights_only=True))
         log.info("attention pooling stored in %s", best)
@@ -81,6 +89,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.write_splits(run_dir / "splits.csv")
     datamodule.write_leakage_report(run_dir / "leakage.csv")
     datamodule.write_left_out(run_dir / SKIPPED_CSV)
+    if (write_plan := getattr(datamodule, "write_plan", None)) is not None:
+        write_plan(run_dir / "plan.yaml")  # a planned datamodule's (3-D): readable, reusable
     _warn_double_balancing(cfg)
     model = build_model(cfg, datamodule)
     check_run(cfg, datamodule, model, resumed)

@@ -26,6 +26,7 @@ from stroke.errors import CheckpointError, ConfigError
 TASK_MODULES: dict[str, str] = {
     "classification": "stroke.tasks.classification",
     "segmentation": "stroke.tasks.segmentation",
+    "segmentation_3d": "stroke.tasks.segmentation_3d",
     "multilabel": "stroke.tasks.multilabel",
     "multilabel_series": "stroke.tasks.multilabel.series_task",
 }
