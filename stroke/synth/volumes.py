@@ -1,18 +1,12 @@
-"""The phantom as whole scans with lesion label volumes (`stroke-synth layout=volumes`).
+"""What a scan of the volume phantom holds (`stroke-synth layout=volumes`); writing it is
+stroke.synth.volume_files' business.
 
 Each case is one axial head CT of the PNG phantom's heads (their own random stream), in HU,
-about 64 x 64 x 32 voxels of about 3 x 3 x 5 mm, each case's spacing jittered, with a
-label volume beside it (0 background, 1 haemorrhage, 2 infarct; stroke.synth.volume_lesions).
+about 64 x 64 x 32 voxels of about 3 x 3 x 5 mm, each scan's spacing jittered, with a label
+volume beside it (0 background, 1 haemorrhage, 2 infarct; stroke.synth.volume_lesions).
 About one patient in seven has a follow-up scan with the lesion a little changed, so splits
-must keep a patient's scans together; about a third of the scans are stored LPS. The folder:
-
-    <out_dir>/images/<case>.nii.gz     int16 HU, no rescaling; RAS or LPS affine, head at 0
-    <out_dir>/labels/<case>.nii.gz     uint8 labels, the same grid and affine
-    <out_dir>/dicom/<case>/NNNN.dcm    the same scan as a CT series, one file a slice
-    <out_dir>/cases.csv                a row a case: paths, spacing, orientation, lesion mL
-    <out_dir>/phantom.json             the settings; written last, it marks a complete folder
-
-A case is `p<patient>_s<scan>` (p0001_s0; the follow-up p0001_s1).
+must keep a patient's scans together; about a third of the scans are stored LPS. A case is
+`p<patient>_s<scan>` (p0001_s0; its follow-up p0001_s1).
 """
 
 from __future__ import annotations
