@@ -12,10 +12,12 @@ from stroke.config import CONFIG_PATH
 from stroke.errors import ConfigError
 from stroke.synth.phantom import PhantomConfig, generate_phantom
 from stroke.synth.series import SeriesPhantomConfig, generate_series_phantom
+from stroke.synth.volume_files import generate_volume_phantom
+from stroke.synth.volumes import VolumePhantomConfig
 from stroke.warnings_filter import quiet_third_party_warnings
 
 #: Each layout's folder under the data folder when out_dir is not given.
-_FOLDERS = {"slices": "phantom", "rsna": "phantom_rsna"}
+_FOLDERS = {"slices": "phantom", "rsna": "phantom_rsna", "volumes": "phantom_3d"}
 
 
 @command
@@ -24,12 +26,22 @@ def main(cfg: DictConfig) -> None:
     """Generate (or find) the phantom and print where its labels are."""
     quiet_third_party_warnings()
     if cfg.layout not in _FOLDERS:
-        raise ConfigError(f"layout={cfg.layout!r} is invalid; allowed: {' or '.join(_FOLDERS)}.")
+        raise ConfigError(f"layout={cfg.layout!r} is invalid; allowed: {', '.join(_FOLDERS)}.")
     out_dir = cfg.out_dir or Path(cfg.paths.data_dir) / _FOLDERS[cfg.layout]
     # null keys take the layout's own defaults, those of its config class
     sizes = {key: cfg[key] for key in ("n_patients", "image_size") if cfg[key] is not None}
     try:
-        if cfg.layout == "rsna":
+        if cfg.layout == "volumes":
+            config = VolumePhantomConfig(
+                **sizes,
+                slices=cfg.slices,
+                spacing=cfg.spacing,
+                seed=cfg.seed,
+                followup_fraction=cfg.followup_fraction,
+                lps_fraction=cfg.lps_fraction,
+            )
+            labels = generate_volume_phantom(out_dir, config, overwrite=cfg.overwrite)
+        elif cfg.layout == "rsna":
             config = SeriesPhantomConfig(
                 **sizes, seed=cfg.seed, slices_per_series=cfg.slices_per_series
             )

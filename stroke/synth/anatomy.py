@@ -1,8 +1,9 @@
 """The phantom's anatomy in Hounsfield units: a 3-D head (skull, scalp, cortex, white
 matter, ventricles, sulci) sampled on an axial plane, and the scanner's noise and blur.
 
-Both layouts draw their patients from it: the PNG slices (stroke.synth.phantom) and the
-RSNA-style DICOM series with hemorrhage subtypes (stroke.synth.series, .subtypes).
+Every layout draws its patients from it: the PNG slices (stroke.synth.phantom), the
+RSNA-style DICOM series with hemorrhage subtypes (stroke.synth.series, .subtypes) and the
+3-D scans with lesion label volumes (stroke.synth.volumes).
 """
 
 from __future__ import annotations
@@ -124,8 +125,14 @@ def ventricle_mask(plane: Plane, head: Head) -> np.ndarray:
     return csf
 
 
-def slice_plane(head: Head, z: float, axis: np.ndarray) -> tuple[Plane, float, float]:
-    """Brain coordinates of the slice at level z, with the head's in-plane size there."""
+def slice_plane(
+    head: Head, z: float, axis: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[Plane, float, float]:
+    """Brain coordinates of the slice at level z, with the head's in-plane size there.
+
+    `axis` holds the columns' centres in image half-widths, `rows` the rows' (default: the
+    same), so a grid whose pixels are not square still draws the head in proportion.
+    """
     level = math.sqrt(max(1.0 - z * z, 0.05))
     lateral, ap = head.semi_axes[0] * level, head.semi_axes[1] * level
     inner = 1.0 - head.skull / (0.5 * (lateral + ap))
@@ -134,7 +141,7 @@ def slice_plane(head: Head, z: float, axis: np.ndarray) -> tuple[Plane, float, f
     ku, kv = lateral * inner, ap * inner
     plane = Plane(
         x=axis,
-        y=axis,
+        y=axis if rows is None else rows,
         u_map=(float((-c * cx - s * cy) / ku), float(c / ku), float(s / ku)),
         v_map=(float((s * cx - c * cy) / kv), float(-s / kv), float(c / kv)),
         z=z,
@@ -163,9 +170,11 @@ class Anatomy:
         return self.brain & (self.csf_fraction < 0.5)
 
 
-def render_anatomy(head: Head, z: float, axis: np.ndarray) -> Anatomy:
+def render_anatomy(
+    head: Head, z: float, axis: np.ndarray, rows: np.ndarray | None = None
+) -> Anatomy:
     """The head at level z in HU: skull, scalp, cortex and white matter, sulci and CSF."""
-    plane, inner, radius = slice_plane(head, z, axis)
+    plane, inner, radius = slice_plane(head, z, axis, rows)
     u, v, theta = plane.u, plane.v, plane.theta
     # rho is 1 on the outer skull table; the egg factor widens the back of the head.
     rho = inner * np.sqrt((u / (1.0 + head.egg * np.clip(v * inner, -1, 1))) ** 2 + v**2)

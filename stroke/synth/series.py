@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from tqdm import tqdm
 
 from stroke.data.samples import label_set_string
@@ -34,6 +32,7 @@ from stroke.errors import ConfigError
 from stroke.io import atomic_write_text, atomic_writer
 from stroke.synth import phantom
 from stroke.synth.anatomy import Head, acquire, render_anatomy
+from stroke.synth.ct_dicom import CTSeries, content_uid, stored_hu
 from stroke.synth.phantom import _require_int
 from stroke.synth.subtypes import SUBTYPES, draw_patient_bleeds, paint_bleeds
 
@@ -51,7 +50,6 @@ LABEL_COLUMNS: tuple[str, ...] = (*SUBTYPES, "any")
 _GENERATOR_VERSION = 1
 #: A random stream apart from the PNG phantom's, so the two layouts never share a head.
 _STREAM = 1
-_INTERCEPT = -1024
 _FIELD_OF_VIEW_MM = 240.0
 _BRAIN_HALF_HEIGHT_MM = 75.0  # one unit of the phantom's z
 _IMAGES, _CSV, _MASKS = "stage_2_train", "stage_2_train.csv", "masks"
@@ -129,7 +127,7 @@ def render_patient(config: SeriesPhantomConfig, index: int) -> PatientSeries:
     for k, anatomy in enumerate(anatomies):
         masks.append(paint_bleeds(anatomy.hu, anatomy, k, bleeds))
         scanned = acquire(anatomy.hu, head, rng)
-        hu.append(np.clip(np.rint(scanned), _INTERCEPT, 3071).astype(np.int16))
+        hu.append(stored_hu(scanned))
     masks_array = np.stack(masks)
     runs = {}
     for value, name in enumerate(SUBTYPES, start=1):
@@ -159,67 +157,33 @@ def _settings(config: SeriesPhantomConfig) -> dict[str, object]:
     }
 
 
-def _uid(config: SeriesPhantomConfig, *parts: object) -> str:
-    """A UID fixed by what makes the object's content (pydicom's root, hashed entropy)."""
+def _uid_settings(config: SeriesPhantomConfig) -> dict[str, object]:
+    """The settings a UID is fixed by: a patient's pixels do not depend on how many there are."""
     settings = _settings(config)
-    del settings["n_patients"]  # a patient's pixels do not depend on how many there are
-    entropy = [json.dumps(settings, sort_keys=True), *map(str, parts)]
-    return str(generate_uid(entropy_srcs=entropy))
-
-
-def _series_uids(config: SeriesPhantomConfig, index: int) -> dict[str, str]:
-    """The study, series and frame-of-reference UIDs of patient `index`."""
-    return {
-        role: _uid(config, index, role)
-        for role in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
-    }
-
-
-def _slice_dataset(
-    series: PatientSeries, k: int, uids: dict[str, str], sop_uid: str, pixel_mm: float
-) -> Dataset:
-    """Slice k of the series as a CT image data set, stored values HU - RescaleIntercept."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop_uid
-    ds.Modality, ds.PatientID, ds.PatientName = "CT", series.patient_id, "ANONYMOUS"
-    ds.StudyDescription = ds.SeriesDescription = "stroke phantom head CT"
-    ds.StudyInstanceUID = uids["StudyInstanceUID"]
-    ds.SeriesInstanceUID = uids["SeriesInstanceUID"]
-    ds.FrameOfReferenceUID = uids["FrameOfReferenceUID"]
-    ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-    rows, columns = series.hu.shape[1:]
-    corner = round(-_FIELD_OF_VIEW_MM / 2 + pixel_mm / 2, 4)
-    ds.ImagePositionPatient = [corner, corner, series.positions_mm[k]]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.SliceLocation = series.positions_mm[k]
-    ds.SliceThickness = series.spacing_mm
-    ds.PixelSpacing = [pixel_mm, pixel_mm]
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = _INTERCEPT, 1, "HU"
-    ds.WindowCenter, ds.WindowWidth = 40, 80
-    stored = (series.hu[k].astype(np.int32) - _INTERCEPT).astype("<i2")
-    ds.PixelData = stored.tobytes()
-    return ds
+    del settings["n_patients"]
+    return settings
 
 
 def _write_patient(
     out_dir: Path, config: SeriesPhantomConfig, series: PatientSeries
 ) -> tuple[list[list[str]], list[list[str]], dict[str, object]]:
     """Write one patient's slices and masks; returns its CSV rows, label rows and truth."""
-    uids = _series_uids(config, series.index)
+    settings = _uid_settings(config)
+    uids = CTSeries.uids(settings, series.index)
     pixel_mm = round(_FIELD_OF_VIEW_MM / config.image_size, 4)
+    corner = round(-_FIELD_OF_VIEW_MM / 2 + pixel_mm / 2, 4)
+    ct = CTSeries.from_uids(
+        uids,
+        patient_id=series.patient_id,
+        pixel_spacing_mm=(pixel_mm, pixel_mm),
+        slice_thickness_mm=series.spacing_mm,
+    )
     rows, label_rows = [], []
     for k in range(series.hu.shape[0]):
-        sop_uid = _uid(config, series.index, "SOPInstanceUID", k)
+        sop_uid = content_uid(settings, series.index, "SOPInstanceUID", k)
         name = f"ID_{sop_uid}"
-        ds = _slice_dataset(series, k, uids, sop_uid, pixel_mm)
-        ds.save_as(out_dir / _IMAGES / f"{name}.dcm", enforce_file_format=True)
+        position = [corner, corner, series.positions_mm[k]]
+        ct.write_slice(out_dir / _IMAGES / f"{name}.dcm", series.hu[k], k + 1, position, sop_uid)
         Image.fromarray(series.masks[k]).save(out_dir / _MASKS / f"{name}.png", format="PNG")
         labels = series.labels(k)
         rows += [[f"{name}_{column}", str(labels[column])] for column in LABEL_COLUMNS]
