@@ -205,3 +205,35 @@ def test_a_fold_ensemble_averages_its_members_probabilities(volume_run, volume_r
         (row,) = list(csv.DictReader(f))
     labels = np.asarray(nib.load(row["mask"]).dataobj)
     np.testing.assert_array_equal(labels, both.argmax(axis=0))
+
+
+def test_predict_on_a_dicom_series_writes_the_label_volume_on_the_series_grid(volume_run, tmp_path):
+    phantom = tmp_path / "phantom"
+    made = run_module(
+        "stroke.cli.synth", "layout=volumes", "n_patients=2", "image_size=32", "slices=12",
+        f"out_dir={phantom}",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    with (phantom / "cases.csv").open() as f:
+        cases = list(csv.DictReader(f))
+    series = [phantom / row["dicom_dir"] for row in cases]
+    result = run_module(
+        "stroke.cli.predict",
+        f"ckpt_path={volume_run / 'checkpoints' / 'last.ckpt'}",
+        f"inputs=[{','.join(map(str, series))}]",
+        f"hydra.run.dir={tmp_path / 'out'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (tmp_path / "out" / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["case"] for row in rows] == [row["case"] for row in cases]
+    for case, row in zip(cases, rows, strict=True):
+        assert not row["error"]
+        # the series' own grid: the same voxels in world space as the case's NIfTI copy
+        twin = nib.as_closest_canonical(nib.load(phantom / case["path"]))
+        mask = nib.as_closest_canonical(nib.load(row["mask"]))
+        assert mask.shape == twin.shape
+        np.testing.assert_allclose(mask.affine, twin.affine, atol=1e-3)
+        voxel_ml = abs(np.linalg.det(mask.affine[:3, :3])) / 1000
+        labels = np.asarray(mask.dataobj)
+        assert float(row["infarct_ml"]) == pytest.approx((labels == 2).sum() * voxel_ml, abs=1e-3)
