@@ -116,15 +116,33 @@ def write_fold(work: Path, split: dict[str, list[dict]]) -> None:
     (work / "nnUNet_preprocessed" / DATASET / "splits_final.json").write_text(json.dumps(folds))
 
 
-def short_trainer(epochs: int, iterations: int):
+class OutOfTime(Exception):
+    """The training budget of wall time is spent (raised at the end of an epoch)."""
+
+
+def short_trainer(epochs: int, iterations: int, budget_s: float | None):
+    """nnU-Net's own trainer, shortened to `epochs` x `iterations`, and stopped at the end of
+    the first epoch past `budget_s` seconds of wall time when one is given."""
+    import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     class nnUNetTrainerShort(nnUNetTrainer):  # noqa: N801 (nnU-Net's naming)
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+        # nnU-Net records its trainer's own arguments by name: the signature must be its own
+        def __init__(self, plans, configuration, fold, dataset_json, device=None):
+            device = device if device is not None else torch.device("cuda")
+            super().__init__(plans, configuration, fold, dataset_json, device)
             self.num_epochs = epochs
             self.num_iterations_per_epoch = iterations
             self.num_val_iterations_per_epoch = max(1, iterations // 5)
+
+        def on_train_start(self):
+            super().on_train_start()
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self):
+            super().on_epoch_end()
+            if budget_s is not None and time.perf_counter() - self.started > budget_s:
+                raise OutOfTime
 
     return nnUNetTrainerShort
 
@@ -137,12 +155,21 @@ def train_nnunet(configuration: str, trainer_class, device: str) -> tuple[float,
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / DATASET  # noqa: SIM112 (nnU-Net's name)
     plans = load_json(str(preprocessed / "nnUNetPlans.json"))
     dataset_json = load_json(str(preprocessed / "dataset.json"))
+    plans["continue_training"] = False  # what nnUNetv2_train sets before building a trainer
     trainer = trainer_class(plans, configuration, 0, dataset_json, torch.device(device))
     start = time.perf_counter()
-    trainer.run_training()
+    try:
+        trainer.run_training()
+    except OutOfTime:
+        trainer.on_train_end()  # the final checkpoint, the loaders shut down
     seconds = time.perf_counter() - start
     batch = int(plans["configurations"][configuration]["batch_size"])
-    return seconds, Path(trainer.output_folder).parent, batch
+    return seconds, Path(trainer.output_folder).parent, batch * iterations_run(trainer)
+
+
+def iterations_run(trainer) -> int:
+    """Training iterations of the epochs a trainer finished."""
+    return int(trainer.current_epoch) * int(trainer.num_iterations_per_epoch)
 
 
 def predict_nnunet(model: Path, trainer_class, images: Path, out: Path, device: str) -> float:
@@ -224,6 +251,12 @@ def main() -> None:
     parser.add_argument("--configurations", nargs="+", default=["3d_fullres", "2d"])
     parser.add_argument("--lesion-classes", nargs="+", default=["hemorrhage", "infarct"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds of training per configuration (e.g. the stroke run's), else the epochs",
+    )
     args = parser.parse_args()
     split = read_split(args.stroke_run)
     env = environment(args.work.resolve())
@@ -232,9 +265,9 @@ def main() -> None:
     results: dict[str, dict] = {"split": {k: len(v) for k, v in split.items()}}
     results["nnunet_preprocessing_s"] = plan_and_preprocess(args.work, env, args.configurations)
     write_fold(args.work.resolve(), split)
-    trainer_class = short_trainer(args.epochs, args.iterations)
+    trainer_class = short_trainer(args.epochs, args.iterations, args.time_budget)
     for configuration in args.configurations:
-        train_s, model, batch = train_nnunet(configuration, trainer_class, args.device)
+        train_s, model, patches = train_nnunet(configuration, trainer_class, args.device)
         out = args.work / "predictions" / f"nnunet_{configuration}"
         infer_s = predict_nnunet(
             model, trainer_class, args.work / "nnUNet_raw" / DATASET / "imagesTs", out, args.device
@@ -242,7 +275,7 @@ def main() -> None:
         results[f"nnunet_{configuration}"] = score(out, split, args.lesion_classes) | {
             "training_s": train_s,
             "inference_s_per_volume": infer_s / len(split["test"]),
-            "patches_seen": args.epochs * args.iterations * batch,
+            "patches_seen": patches,
         }
         (args.work / "comparison.json").write_text(json.dumps(results, indent=2))
     # the stroke run last: it may still be training while nnU-Net does

@@ -34,6 +34,7 @@ from stroke.synth import phantom
 from stroke.synth.anatomy import Head, acquire, render_anatomy
 from stroke.synth.ct_dicom import CTSeries, content_uid, stored_hu
 from stroke.synth.phantom import _require_int
+from stroke.synth.reuse import reusable
 from stroke.synth.subtypes import SUBTYPES, draw_patient_bleeds, paint_bleeds
 
 __all__ = [
@@ -226,29 +227,6 @@ def _remove_generated(out_dir: Path) -> None:
             (out_dir / folder).rmdir()
 
 
-def _reusable(out_dir: Path, config: SeriesPhantomConfig, overwrite: bool) -> bool:
-    """True when out_dir already holds this phantom; clears what stands in its way otherwise."""
-    if not (out_dir.is_dir() and any(out_dir.iterdir())):
-        return False
-    try:
-        existing = json.loads((out_dir / _RECORD).read_text())
-    except (OSError, ValueError):
-        existing = None
-    same = isinstance(existing, dict) and existing.get("settings") == _settings(config)
-    if same and (out_dir / _CSV).is_file():
-        return True
-    # without phantom.json, a folder of nothing but generated files is a write that was
-    # interrupted (Ctrl-C, a full disk): start it again
-    interrupted = existing is None and _only_generated(out_dir)
-    if not overwrite and not interrupted:
-        raise FileExistsError(
-            f"{out_dir} is not empty and does not hold a phantom with {config}; "
-            "pass overwrite=True to replace the generated files, or choose another folder."
-        )
-    _remove_generated(out_dir)
-    return False
-
-
 def generate_series_phantom(
     out_dir: str | Path,
     config: SeriesPhantomConfig | None = None,
@@ -264,7 +242,9 @@ def generate_series_phantom(
     """
     config = config or SeriesPhantomConfig()
     out_dir = Path(out_dir)
-    if _reusable(out_dir, config, overwrite):
+    if reusable(
+        out_dir, config, _settings(config), _CSV, _only_generated, _remove_generated, overwrite
+    ):
         return out_dir / _CSV
     (out_dir / _IMAGES).mkdir(parents=True, exist_ok=True)
     (out_dir / _MASKS).mkdir(parents=True, exist_ok=True)

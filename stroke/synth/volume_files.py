@@ -26,6 +26,7 @@ from stroke.data.samples import label_set_string
 from stroke.io import atomic_write_text, atomic_writer
 from stroke.synth import series
 from stroke.synth.ct_dicom import CTSeries, content_uid
+from stroke.synth.reuse import reusable
 from stroke.synth.volume_lesions import LESION_CLASSES
 from stroke.synth.volumes import GENERATOR_VERSION, VolumeCase, VolumePhantomConfig, render_patient
 
@@ -141,29 +142,6 @@ def _remove_generated(out_dir: Path) -> None:
             folder.rmdir()
 
 
-def _reusable(out_dir: Path, config: VolumePhantomConfig, overwrite: bool) -> bool:
-    """True when out_dir already holds this phantom; clears what stands in its way otherwise."""
-    if not (out_dir.is_dir() and any(out_dir.iterdir())):
-        return False
-    try:
-        existing = json.loads((out_dir / _RECORD).read_text())
-    except (OSError, ValueError):
-        existing = None
-    same = isinstance(existing, dict) and existing.get("settings") == _settings(config)
-    if same and (out_dir / _CSV).is_file():
-        return True
-    # without phantom.json, a folder of nothing but generated files is a write that was
-    # interrupted (Ctrl-C, a full disk): start it again
-    interrupted = existing is None and _only_generated(out_dir)
-    if not overwrite and not interrupted:
-        raise FileExistsError(
-            f"{out_dir} is not empty and does not hold a phantom with {config}; "
-            "pass overwrite=True to replace the generated files, or choose another folder."
-        )
-    _remove_generated(out_dir)
-    return False
-
-
 def generate_volume_phantom(
     out_dir: str | Path,
     config: VolumePhantomConfig | None = None,
@@ -179,7 +157,9 @@ def generate_volume_phantom(
     """
     config = config or VolumePhantomConfig()
     out_dir = Path(out_dir)
-    if _reusable(out_dir, config, overwrite):
+    if reusable(
+        out_dir, config, _settings(config), _CSV, _only_generated, _remove_generated, overwrite
+    ):
         return out_dir / _CSV
     for folder in (_IMAGES, _LABELS, _DICOM):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ else in stroke tells the tasks apart by name.
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any, ClassVar
 
 import lightning as L
@@ -62,6 +63,18 @@ class TaskModule(L.LightningModule):
         if means is not None:
             for i, name in enumerate(self.train_epoch_metrics):
                 self.log(name, means[i], prog_bar=i == 0)
+
+    def log_validation_epoch(self, values: dict[str, float], headline: str) -> None:
+        """Log a validation epoch: the best monitored value so far (`<monitor>_best`, when the
+        value is defined and this is not the sanity check), the headline on the progress
+        bar, and the rest. Needs `self.val_best` (a Max/MinMetric)."""
+        monitored = self.hparams.monitor
+        value = values.get(monitored)
+        if value is not None and not math.isnan(value) and not self.trainer.sanity_checking:
+            self.val_best.update(torch.tensor(value))
+            self.log(f"{monitored}_best", self.val_best.compute())
+        self.log(headline, values.pop(headline), prog_bar=True)
+        self.log_dict(values)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[RECORD_KEY] = self.checkpoint_record(checkpoint).to_dict()

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torchmetrics import CatMetric, MaxMetric, MinMetric
@@ -123,13 +122,7 @@ class MultiLabelClassifier(TaskModule):
 
     def on_validation_epoch_end(self) -> None:
         values = self._epoch_values(self.val_outputs, "val")
-        monitored = self.hparams.monitor
-        defined = monitored in values and not np.isnan(values[monitored])
-        if defined and not self.trainer.sanity_checking:
-            self.val_best.update(torch.tensor(values[monitored]))
-            self.log(f"{monitored}_best", self.val_best.compute())
-        self.log("val/weighted_log_loss", values.pop("val/weighted_log_loss"), prog_bar=True)
-        self.log_dict(values)
+        self.log_validation_epoch(values, "val/weighted_log_loss")
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self._epoch_values(self.test_outputs, "test"))

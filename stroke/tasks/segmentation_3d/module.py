@@ -192,14 +192,7 @@ class VolumeSegmenter(TaskModule):
         return values
 
     def on_validation_epoch_end(self) -> None:
-        values = self._epoch_values("val")
-        monitored = self.hparams.monitor
-        defined = monitored in values and not math.isnan(values[monitored])
-        if defined and not self.trainer.sanity_checking:
-            self.val_best.update(torch.tensor(values[monitored]))
-            self.log(f"{monitored}_best", self.val_best.compute())
-        self.log("val/dice", values.pop("val/dice"), prog_bar=True)
-        self.log_dict(values)
+        self.log_validation_epoch(self._epoch_values("val"), "val/dice")
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self._epoch_values("test"))
