@@ -18,7 +18,7 @@ import errno
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -84,6 +84,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     """Replace `path` by `text` (UTF-8) atomically."""
     with atomic_writer(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+    return Path(path)
+
+
+def atomic_write_with(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Replace `path` by what `write(fh)` writes into a binary file object, atomically.
+
+    How another library's writer (matplotlib's `savefig`, Pillow's `save`, numpy's `save`)
+    gets the same guarantees: a failed write, whose OSError from `write(2)` names no file,
+    is a StorageError naming `path`.
+    """
+    with atomic_writer(path, "wb") as fh:
+        write(fh)
     return Path(path)
 
 

@@ -163,7 +163,9 @@ def config_interpolation_to_nothing(tmp_path, get):
 
 @case
 def config_batch_size_zero(tmp_path, get):
-    expect_cli(_train(get, tmp_path, "data.batch_size=0"), 2, "data.batch_size must be")
+    expect_cli(
+        _train(get, tmp_path, "data.batch_size=0"), 2, "data.batch_size=0: expected an integer >= 1"
+    )
 
 
 @case
@@ -173,7 +175,9 @@ def config_image_size_too_small(tmp_path, get):
 
 @case
 def config_two_channels(tmp_path, get):
-    expect_cli(_train(get, tmp_path, "data.in_chans=2"), 2, "data.in_chans must be 1 or 3")
+    expect_cli(
+        _train(get, tmp_path, "data.in_chans=2"), 2, "data.in_chans=2: expected one of [1, 3]"
+    )
 
 
 @case
@@ -185,7 +189,7 @@ def config_unknown_backbone_suggests_names(tmp_path, get):
 @case
 def config_negative_learning_rate(tmp_path, get):
     expect_cli(_train(get, tmp_path, "model=cnn_small", "model.optimizer.lr=-1"), 2,
-               "Invalid learning rate: -1")  # fmt: skip
+               "model.optimizer.lr=-1: expected a number > 0")  # fmt: skip
 
 
 @case

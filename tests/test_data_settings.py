@@ -39,12 +39,12 @@ def test_flat_keys_land_in_their_groups():
     ("keys", "message"),
     [
         ({"bach_size": 4}, r"data.bach_size is not a data setting: did you mean data.batch_size\?"),
-        ({"batch_size": 0}, "data.batch_size must be an integer >= 1, got 0"),
-        ({"num_workers": -1}, "data.num_workers must be 'auto' or an integer >= 0, got -1"),
-        ({"val_fraction": 1.5}, r"data.val_fraction must be a number in \[0, 1\), got 1.5"),
-        ({"fold_split": "train"}, r"data.fold_split must be one of \['test', 'val'\]"),
-        ({"sampler": "balanced"}, "data.sampler must be one of"),
-        ({"cache": "yes"}, "data.cache must be true or false, got 'yes'"),
+        ({"batch_size": 0}, "data.batch_size=0: expected an integer >= 1"),
+        ({"num_workers": -1}, "data.num_workers=-1: expected an integer >= 0 or 'auto'"),
+        ({"val_fraction": 1.5}, r"data.val_fraction=1.5: expected a number in \[0, 1\)"),
+        ({"fold_split": "train"}, r"data.fold_split='train': expected one of \['test', 'val'\]"),
+        ({"sampler": "balanced"}, "data.sampler='balanced': expected one of"),
+        ({"cache": "yes"}, "data.cache='yes': expected true or false"),
         ({"classes": "normal"}, "data.classes must be a list of class names"),
     ],
 )

@@ -130,6 +130,6 @@ def test_weighted_sampler_balances_classes(tmp_path):
 
 def test_unknown_sampler_is_named():
     with pytest.raises(
-        ConfigError, match="data.sampler must be one of \\[None, 'weighted'\\], got 'balanced'"
+        ConfigError, match="data.sampler='balanced': expected one of \\[None, 'weighted'\\]"
     ):
         StrokeDataModule(FolderSource("/anywhere"), sampler="balanced")

@@ -33,9 +33,9 @@ def test_per_image_normalisation_gives_each_image_zero_mean_unit_spread():
     assert prep.to_display(out).shape == (32, 32, 1)
     older = Preprocessing.from_record({"image_size": 32, "in_chans": 1})  # before these keys
     assert older.equalize is None and older.normalization == "fixed"
-    with pytest.raises(ConfigError, match="data.equalize must be one of"):
+    with pytest.raises(ConfigError, match="data.equalize='gamma': expected one of"):
         Preprocessing(32, 1, equalize="gamma")
-    with pytest.raises(ConfigError, match="data.normalization must be one of"):
+    with pytest.raises(ConfigError, match="data.normalization='batch': expected one of"):
         Preprocessing(32, 1, normalization="batch")
 
 

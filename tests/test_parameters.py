@@ -45,3 +45,41 @@ def test_the_commands_refuse_them_before_loading_anything(module, args, line, tm
     result = run_module(module, *args, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2, result.stderr
     assert line in result.stderr.splitlines() and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("model.optimizer.lr=-1", "error: model.optimizer.lr=-1: expected a number > 0"),
+        ("trainer.max_epochs=-5",
+         "error: trainer.max_epochs=-5: expected an integer >= -1 or null"),
+        ("data.batch_size=0", "error: data.batch_size=0: expected an integer >= 1"),
+        ("data.num_workers=-2", "error: data.num_workers=-2: expected an integer >= 0 or 'auto'"),
+        ("data.val_fraction=1.5", "error: data.val_fraction=1.5: expected a number in [0, 1)"),
+        ("data.image_size=4", "error: data.image_size=4: expected an integer >= 8"),
+        ("evaluation.ci_level=95",
+         "error: evaluation.ci_level=95: expected a probability in (0, 1)"),
+        ("model.tta=1", "error: model.tta=1: expected true or false"),
+    ],
+)  # fmt: skip
+def test_stroke_train_refuses_a_training_key_before_reading_any_data(override, line, tmp_path,
+                                                                    capsys):  # fmt: skip
+    from commands import run_main
+
+    from stroke.cli import train as train_cli
+
+    # the data folder does not exist: the value is refused before it would be looked at
+    code, _, err = run_main(train_cli.main, f"data.root={tmp_path / 'nowhere'}", override,
+                            f"hydra.run.dir={tmp_path / 'run'}", capsys=capsys)  # fmt: skip
+    assert code == 2, err[-2000:]
+    assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == [line]
+
+
+def test_the_training_declaration_covers_the_keys_users_set_most():
+    from stroke.runs.preflight import training_constraints
+
+    declared = training_constraints()
+    for key in ("data.batch_size", "data.num_workers", "data.val_fraction", "data.test_fraction",
+                "data.image_size", "model.optimizer.lr", "trainer.max_epochs",
+                "evaluation.target_sensitivity"):  # fmt: skip
+        assert key in declared, key

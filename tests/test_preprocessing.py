@@ -34,8 +34,8 @@ def test_normalisation_round_trips_to_the_displayed_image():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"image_size": 4, "in_chans": 1}, "data.image_size must be an integer >= 8, got 4"),
-        ({"image_size": 32, "in_chans": 2}, "data.in_chans must be 1 or 3, got 2"),
+        ({"image_size": 4, "in_chans": 1}, "data.image_size=4: expected an integer >= 8"),
+        ({"image_size": 32, "in_chans": 2}, r"data.in_chans=2: expected one of \[1, 3\]"),
         ({"image_size": 32, "in_chans": 3, "mean": [0.5, 0.5]}, "data.mean has 2 values"),
         ({"image_size": 32, "in_chans": 1, "std": 0.0}, "data.std must be > 0"),
         ({"image_size": 32, "in_chans": 1, "mean": "grey"}, "data.mean must be a number"),

@@ -204,7 +204,7 @@ def test_a_failing_trial_is_recorded_while_the_parallel_ones_finish(phantom_dir,
     assert rows["0"]["status"] == "finished"
     assert_row_matches_metrics_json(rows["0"], sweep_dir / "0")
     assert rows["1"]["status"] == "failed"
-    assert rows["1"]["error"] == "ValueError: Invalid learning rate: -1"
+    assert rows["1"]["error"] == "ConfigError: model.optimizer.lr=-1: expected a number > 0"
     status = json.loads((sweep_dir / "1" / "status.json").read_text())
     assert "Traceback" in status["traceback"]
 

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from stroke.cli.full_disk import named_writes
 from stroke.errors import (
     CheckpointError,
     ConfigError,
@@ -282,31 +283,38 @@ def command(main: F) -> F:
 
     @functools.wraps(main)
     def run(*args: Any, **kwargs: Any) -> Any:
-        name = "stroke-" + main.__module__.rsplit(".", 1)[-1]
-        kept: list[BaseException] = []
-        try:
-            with _hydra_reraises(), _job_errors_kept(kept), signals_raise():
-                result = main(*args, **kwargs)
-            if kept:
-                raise kept[0]
-            return result
-        except SystemExit as exc:
-            signum = signal_of(exc)  # Lightning's SIGTERMException is a SystemExit(None)
-            if signum is None:
-                raise
-            raise SystemExit(_interrupted(exc, signum, name)) from None
-        except BaseException as exc:
-            signum = signal_of(exc)
-            if signum is not None:
-                raise SystemExit(_interrupted(exc, signum, name)) from None
-            failure = classify(exc)
-            if failure is None:
-                _to_log_files(logging.ERROR, f"{name}: internal error", exc)
-                raise  # a bug: Python prints its traceback, the status is 1
-            report(failure, exc, name)
-            raise SystemExit(failure.code) from None
+        # the error line itself goes to the log file too, which may be on the full disk
+        with named_writes():
+            return _contract(main, args, kwargs)
 
     return run  # type: ignore[return-value]
+
+
+def _contract(main: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """Run `main` under the error contract: its result, or SystemExit with the status."""
+    name = "stroke-" + main.__module__.rsplit(".", 1)[-1]
+    kept: list[BaseException] = []
+    try:
+        with _hydra_reraises(), _job_errors_kept(kept), signals_raise():
+            result = main(*args, **kwargs)
+        if kept:
+            raise kept[0]
+        return result
+    except SystemExit as exc:
+        signum = signal_of(exc)  # Lightning's SIGTERMException is a SystemExit(None)
+        if signum is None:
+            raise
+        raise SystemExit(_interrupted(exc, signum, name)) from None
+    except BaseException as exc:
+        signum = signal_of(exc)
+        if signum is not None:
+            raise SystemExit(_interrupted(exc, signum, name)) from None
+        failure = classify(exc)
+        if failure is None:
+            _to_log_files(logging.ERROR, f"{name}: internal error", exc)
+            raise  # a bug: Python prints its traceback, the status is 1
+        report(failure, exc, name)
+        raise SystemExit(failure.code) from None
 
 
 @contextmanager

@@ -294,15 +294,19 @@ class ImageCache:
                     "data.cache_dir (or STROKE_CACHE_DIR) elsewhere, or set data.cache=false"
                 ) from err
             images[0] = first
-            bar = tqdm(total=len(items), desc="caching images", unit="img", disable=not progress)
-            bar.update(1)
-            with ThreadPoolExecutor(threads) as pool:
+            # closed on a failure too, so the error line starts a line of its own
+            with (
+                tqdm(
+                    total=len(items), desc="caching images", unit="img", disable=not progress
+                ) as bar,
+                ThreadPoolExecutor(threads) as pool,
+            ):
+                bar.update(1)
                 for start, chunk in _chunks(items, 1, _BUILD_CHUNK):
                     decoded = pool.map(lambda item: self._decode(item, first.shape), chunk)
                     for offset, image in enumerate(decoded):
                         images[start + offset] = image
                     bar.update(len(chunk))
-            bar.close()
             images.flush()
             del images
             index = {

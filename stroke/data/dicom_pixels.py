@@ -13,6 +13,8 @@ header; `corrected_offset` undoes it (+1000, wrap at 4096, intercept -1000).
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,8 +29,20 @@ from pydicom.pixels import apply_rescale, get_decoder
 from pydicom.pixels import pixel_array as decode_pixel_array
 from pydicom.uid import UID, MediaStorageDirectoryStorage
 
+from stroke.data.decoding import decoding
 from stroke.data.windowing import Window, apply_windows
 from stroke.errors import DatasetError
+
+
+class _DecoderTracebacks(logging.Filter):
+    """pydicom logs each failed decoder plugin's traceback before it raises one error that
+    lists them all; that error becomes our one line naming the file, so the log lines go."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and f"{os.sep}decoders{os.sep}" in record.pathname)
+
+
+logging.getLogger("pydicom").addFilter(_DecoderTracebacks())
 
 #: What to `pip install` for each family of compressed transfer syntaxes.
 _DECODER_PACKAGES = {
@@ -161,6 +175,11 @@ def is_structured_report(ds: Dataset) -> bool:
 
 def require_decoder(uid: UID, where: str) -> None:
     """Raise naming the transfer syntax and the package to install when it cannot be decoded."""
+    if not _is_transfer_syntax(uid):
+        raise DatasetError(
+            f"{where}: its TransferSyntaxUID {uid} is not a DICOM transfer syntax (private or "
+            "mistyped), so its pixel data cannot be decoded; convert the file to a standard one"
+        )
     if not uid.is_compressed:
         return
     name = uid.name if uid.is_transfer_syntax else "unknown transfer syntax"
@@ -179,6 +198,13 @@ def require_decoder(uid: UID, where: str) -> None:
         f"{where}: transfer syntax {uid} ({name}) is compressed and no decoder for it is "
         f"installed; install one with `pip install {package}` (pydicom plugins: {missing})"
     )
+
+
+def _is_transfer_syntax(uid: UID) -> bool:
+    try:
+        return uid.is_transfer_syntax
+    except ValueError:  # pydicom cannot tell for a private UID: none of its decoders knows it
+        return False
 
 
 def truncation(path: Path, ds: Dataset) -> str | None:
@@ -201,7 +227,8 @@ def truncation(path: Path, ds: Dataset) -> str | None:
     if start + length > size:
         return f"the file ends {start + length - size} bytes before its pixel data does"
     declared = rows * columns * int(ds.get("SamplesPerPixel", 1) or 1) * frame_count(ds)
-    if not transfer_syntax(ds).is_compressed and length < declared * bits // 8:
+    uid = transfer_syntax(ds)
+    if _is_transfer_syntax(uid) and not uid.is_compressed and length < declared * bits // 8:
         return f"{length} bytes of pixel data for the {declared * bits // 8} it declares"
     return None
 
@@ -284,6 +311,12 @@ def read_hu(
     through `corrected_offset` instead of its own intercept.
     """
     path = Path(path)
+    # a header pydicom cannot parse, or tags of the wrong type, fail in any way: one line
+    with decoding(path, "DICOM file"):
+        return _read_hu(path, frame, correct_offset)
+
+
+def _read_hu(path: Path, frame: int | None, correct_offset: bool) -> tuple[np.ndarray, Dataset]:
     try:
         ds = pydicom.dcmread(path, force=not has_dicom_preamble(path))
     except (InvalidDicomError, OSError, ValueError, EOFError) as err:
@@ -305,7 +338,8 @@ def read_hu(
         pixels = decode_pixel_array(ds, index=frame if n_frames > 1 else None)
     except Exception as err:  # decoders raise many types; all mean the same to the user
         raise DatasetError(
-            f"cannot decode the pixel data of {path} (transfer syntax {uid}, {uid.name}): {err}"
+            f"cannot decode the pixel data of {path} (transfer syntax {uid}, {uid.name}): "
+            + " ".join(str(err).split())
         ) from err
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         return pixels, ds  # colour (secondary captures): no HU, handled by the caller

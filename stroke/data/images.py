@@ -7,8 +7,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from stroke.data.decoding import decoding
 from stroke.data.samples import Sample
 from stroke.errors import DatasetError
 
@@ -23,16 +24,12 @@ def read_image(path: str | Path, in_chans: int) -> np.ndarray:
     path = Path(path)
     if in_chans not in (1, 3):
         raise DatasetError(f"data.in_chans must be 1 or 3, got {in_chans!r}")
-    try:
+    with decoding(path, "image"):
         if path.stat().st_size == 0:
             raise DatasetError(f"image file {path} is empty (0 bytes)")
         with Image.open(path) as img:
             img.load()
             array = _to_uint8(img)
-    except DatasetError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"cannot decode image {path}: {err}") from err
     if array.ndim == 2:
         array = array[:, :, None]
     if in_chans == 1 and array.shape[2] == 3:
@@ -153,7 +150,8 @@ class ImageLoader:
             return read_image(path, self.in_chans)
         if not isinstance(sample, Sample):
             sample = Sample(Path(sample), label="", patient_id="")
-        image = self.reader(sample, self.in_chans)
+        with decoding(sample.path, "file"):
+            image = self.reader(sample, self.in_chans)
         if image.ndim != 3 or image.shape[2] != self.in_chans or image.dtype != np.uint8:
             raise DatasetError(
                 f"reader {self.reader!r} returned {image.dtype} {image.shape} for {sample.path}; "

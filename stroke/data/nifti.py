@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from stroke.data.decoding import decoding
 from stroke.data.label_table import check_all_keys_found, read_label_table
 from stroke.data.samples import Sample, compile_patient_regex, patient_id_from_name
 from stroke.data.windowing import (
@@ -71,7 +72,8 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     """Axial slice `index` (0 = most inferior) as float32 values, displayed like DICOM."""
     axial, _, ornt = volume_geometry(path)
     img = _open_volume(str(path))
-    plane = np.asarray(img.dataobj[axial_slicer(path, index)], dtype=np.float32)
+    with decoding(path, "NIfTI volume"):  # a truncated or corrupt stream fails here
+        plane = np.asarray(img.dataobj[axial_slicer(path, index)], dtype=np.float32)
     in_plane = [a for a in range(3) if a != axial]
     if int(ornt[in_plane[0], 0]) == 1:  # voxel axes are (A/P, R/L): make them (R/L, A/P)
         plane, in_plane = plane.T, in_plane[::-1]

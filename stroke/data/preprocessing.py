@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from stroke.data.images import ImageLoader, letterbox, letterbox_box, unletterbo
 from stroke.data.readers import FileReader
 from stroke.data.samples import Sample
 from stroke.errors import ConfigError, DatasetError
+from stroke.parameters import IMAGE_SIZE, Choice, Integer, check
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +76,18 @@ class Preprocessing:
     #: 2.5D: k neighbouring slices on each side as extra channels (stroke/data/context.py)
     context_slices: int = 0
 
+    #: the keys a config sets, declared (stroke.parameters); mean and std are per channel
+    CONSTRAINTS: ClassVar[dict[str, Any]] = {
+        "image_size": IMAGE_SIZE,
+        "in_chans": Choice((1, 3)),
+        "context_slices": Integer(0),
+        "equalize": Choice(EQUALIZE),
+        "normalization": Choice(NORMALIZATIONS),
+    }
+
     def __post_init__(self) -> None:
-        if isinstance(self.context_slices, bool) or not isinstance(self.context_slices, int):
-            raise ConfigError(
-                f"data.context_slices must be an integer >= 0, got {self.context_slices!r}"
-            )
-        if self.context_slices < 0:
-            raise ConfigError(
-                f"data.context_slices must be an integer >= 0, got {self.context_slices!r}"
-            )
-        if self.equalize not in EQUALIZE:
-            raise ConfigError(
-                f"data.equalize must be one of {list(EQUALIZE)}, got {self.equalize!r}"
-            )
-        if self.normalization not in NORMALIZATIONS:
-            raise ConfigError(
-                f"data.normalization must be one of {list(NORMALIZATIONS)}, "
-                f"got {self.normalization!r}"
-            )
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int):
-            raise ConfigError(f"data.image_size must be an integer >= 8, got {self.image_size!r}")
-        if self.image_size < 8:
-            raise ConfigError(f"data.image_size must be an integer >= 8, got {self.image_size!r}")
-        if self.in_chans not in (1, 3):
-            raise ConfigError(f"data.in_chans must be 1 or 3, got {self.in_chans!r}")
+        values = {key: getattr(self, key) for key in self.CONSTRAINTS}
+        check(values, self.CONSTRAINTS, prefix="data.")
         object.__setattr__(self, "mean", per_channel(self.mean, self.in_chans, "data.mean"))
         object.__setattr__(self, "std", per_channel(self.std, self.in_chans, "data.std"))
         if min(self.std) <= 0:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from stroke.data.decoding import decoding
 from stroke.data.dicom_pixels import read_dicom_image, read_header
 from stroke.data.images import read_image
 from stroke.data.nifti import NIFTI_SUFFIXES, axial_spacing_mm, read_axial_slice, volume_geometry
@@ -94,9 +95,10 @@ class FileFormat:
 
     def grid(self, path: Path, index: int | None = None) -> PixelGrid:
         """Size and spacing of the file's image `index`, from its header where it has one."""
-        if self.geometry is not None:
-            return self.geometry(path, index)
-        height, width = self.decode(path, 1, [resolve_window("minmax")], index).shape[:2]
+        with decoding(path, f"{self.label} file"):
+            if self.geometry is not None:
+                return self.geometry(path, index)
+            height, width = self.decode(path, 1, [resolve_window("minmax")], index).shape[:2]
         return height, width, None, None
 
 
@@ -214,7 +216,8 @@ class FileReader:
                 "files and records no HU window to read it with; predict on the images it "
                 "was trained on, or train with data=dicom"
             )
-        return file_format.decode(path, in_chans, self.windows, sample.slice_index)
+        with decoding(path, f"{file_format.label} file"):
+            return file_format.decode(path, in_chans, self.windows, sample.slice_index)
 
 
 # -- the formats stroke reads today ---------------------------------------------------------------
@@ -235,7 +238,7 @@ def _pil_header(data: bytes) -> Header:
         raise HeaderError(
             f"the image is larger than Pillow's decompression-bomb limit, refused ({err})"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except Exception as err:  # Pillow raises many types for a mangled header
         # Pillow's message names the in-memory buffer object: the type says enough
         raise HeaderError(f"the image header cannot be read ({type(err).__name__})") from None
     return Header(int(width) * int(height), {})

@@ -24,12 +24,13 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from stroke.data.folds import FOLD_SPLITS
 from stroke.data.leakage import resolve_leakage_mode
-from stroke.data.preprocessing import PREPROCESSING_FIELDS
+from stroke.data.preprocessing import PREPROCESSING_FIELDS, Preprocessing
 from stroke.errors import ConfigError
+from stroke.parameters import FRACTION, WORKERS, Boolean, Choice, Integer, check
 
 #: preprocessing fields a source gives rather than the config (its HU windows)
 SOURCE_PREPROCESSING_FIELDS = ("dicom_windows",)
@@ -41,8 +42,10 @@ SAMPLERS = (None, "weighted")
 SOURCE_KEYS = ("root",)
 
 
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def check_group(settings: Any) -> None:
+    """A settings group's values against its declared CONSTRAINTS (stroke.parameters)."""
+    values = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    check(values, type(settings).CONSTRAINTS, prefix="data.")
 
 
 @dataclass(frozen=True)
@@ -83,17 +86,16 @@ class SplitSettings:
     #: pool a pre-split set (split folders or column) and split it again by patient
     resplit: bool = False
 
+    #: folds and fold are checked together, by stroke.data.folds
+    CONSTRAINTS: ClassVar[dict[str, Any]] = {
+        "val_fraction": FRACTION,
+        "test_fraction": FRACTION,
+        "seed": Integer(),
+        "fold_split": Choice(FOLD_SPLITS),
+    }
+
     def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-                raise ConfigError(f"data.{key} must be a number in [0, 1), got {value!r}")
-        if not _integer(self.seed):
-            raise ConfigError(f"data.seed must be an integer, got {self.seed!r}")
-        if self.fold_split not in FOLD_SPLITS:
-            raise ConfigError(
-                f"data.fold_split must be one of {list(FOLD_SPLITS)}, got {self.fold_split!r}"
-            )
+        check_group(self)
         object.__setattr__(self, "resplit", bool(self.resplit))
 
 
@@ -114,9 +116,10 @@ class CacheSettings:
     cache: bool = True
     cache_dir: str | Path | None = None
 
+    CONSTRAINTS: ClassVar[dict[str, Any]] = {"cache": Boolean()}
+
     def __post_init__(self) -> None:
-        if not isinstance(self.cache, bool):
-            raise ConfigError(f"data.cache must be true or false, got {self.cache!r}")
+        check_group(self)
 
 
 @dataclass(frozen=True)
@@ -128,15 +131,15 @@ class LoadingSettings:
     pin_memory: bool | None = None
     sampler: str | None = None
 
+    CONSTRAINTS: ClassVar[dict[str, Any]] = {
+        "batch_size": Integer(1),
+        "num_workers": WORKERS,
+        "pin_memory": Boolean(also=(None,)),
+        "sampler": Choice(SAMPLERS),
+    }
+
     def __post_init__(self) -> None:
-        if not _integer(self.batch_size) or self.batch_size < 1:
-            raise ConfigError(f"data.batch_size must be an integer >= 1, got {self.batch_size!r}")
-        if self.num_workers != "auto" and (not _integer(self.num_workers) or self.num_workers < 0):
-            raise ConfigError(
-                f"data.num_workers must be 'auto' or an integer >= 0, got {self.num_workers!r}"
-            )
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"data.sampler must be one of {list(SAMPLERS)}, got {self.sampler!r}")
+        check_group(self)
 
 
 #: group name -> its settings class; the preprocessing group is `Preprocessing`'s own keys
@@ -157,6 +160,13 @@ def _keys_of(cls: type) -> tuple[str, ...]:
 DATA_KEYS = (
     PREPROCESSING_KEYS + tuple(k for cls in GROUPS.values() for k in _keys_of(cls)) + SOURCE_KEYS
 )
+
+
+#: every declared constraint of a `data.*` key: what stroke-train checks before reading data
+DATA_CONSTRAINTS: dict[str, Any] = {
+    **Preprocessing.CONSTRAINTS,
+    **{k: c for group in GROUPS.values() for k, c in getattr(group, "CONSTRAINTS", {}).items()},
+}
 
 
 @dataclass(frozen=True)

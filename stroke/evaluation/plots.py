@@ -22,7 +22,8 @@ from stroke.evaluation.metrics import (  # noqa: E402
     reliability_bins,
     roc_auc,
 )
-from stroke.evaluation.overlay import truth_and_prediction
+from stroke.evaluation.overlay import truth_and_prediction  # noqa: E402
+from stroke.io import atomic_write_with  # noqa: E402
 
 DPI = 110
 
@@ -33,10 +34,12 @@ def _curve_classes(class_names: Sequence[str]) -> list[int]:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    try:
+        kind = path.suffix.lstrip(".") or "png"
+        atomic_write_with(path, lambda fh: fig.savefig(fh, format=kind, dpi=DPI))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from stroke.io import atomic_write_with
 from stroke.runs.collect import RunRecord, swept_keys
 
 
@@ -42,9 +43,10 @@ def plot_metric_vs_params(
     fig.suptitle(f"{metric_label or metric} of {len(points)} run(s)")
     fig.tight_layout()
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write_with(out_path, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    finally:
+        plt.close(fig)
     return out_path
 
 

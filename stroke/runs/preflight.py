@@ -20,8 +20,10 @@ import lightning as L
 from torch import nn
 
 from stroke.checkpoint import read_checkpoint
+from stroke.data.settings import DATA_CONSTRAINTS
 from stroke.errors import CheckpointError, ConfigError, DatasetError
 from stroke.io import check_writable
+from stroke.parameters import TRAINING, check
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +237,14 @@ def check_config(cfg, ckpt_path: str | None = None) -> dict | None:
     Returns the checkpoint to resume from, already read safely (or None)."""
     if cfg.get("trainer"):
         check_trainer_config(cfg.trainer)
+    check(cfg, training_constraints())
     return check_resume_checkpoint(ckpt_path) if cfg.get("train", True) else None
+
+
+def training_constraints() -> dict[str, Any]:
+    """Every declared constraint of stroke-train's keys, dotted: the model, optimizer,
+    trainer and evaluation groups' (stroke.parameters) and the data group's settings'."""
+    return {**TRAINING, **{f"data.{key}": c for key, c in DATA_CONSTRAINTS.items()}}
 
 
 def checkpoint_monitor(cfg) -> str | None:

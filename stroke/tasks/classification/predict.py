@@ -31,7 +31,7 @@ from stroke.inference.predictor import (
     predict_files,
     resolve_inputs,
 )
-from stroke.io import atomic_writer
+from stroke.io import atomic_write_with, atomic_writer
 from stroke.tasks.classification.ensemble import load_ensemble
 
 log = logging.getLogger("stroke.predict")
@@ -199,6 +199,7 @@ def _explain(batch: list[FilePrediction], classifier, classes, cfg, out_dir: Pat
         while path.exists():  # same file names in different folders
             path = out_dir / f"{result.path.stem}_{classes[k]}_{suffix}.png"
             suffix += 1
-        Image.fromarray(overlay(result.image, cam)).save(path)
+        picture = Image.fromarray(overlay(result.image, cam))
+        atomic_write_with(path, lambda fh, picture=picture: picture.save(fh, format="PNG"))
         saved[result.path] = str(path)
     return saved

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from stroke.data.decoding import decoding
 from stroke.data.images import ImageLoader, letterbox
 from stroke.data.preprocessing import Preprocessing
 from stroke.data.samples import Sample
@@ -181,14 +182,11 @@ class LesionMasks:
 
 def read_mask_file(path: Path, image: Path) -> np.ndarray:
     """A mask image file as integers H x W (grey, palette or 16-bit; colour only if grey)."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mask = np.asarray(img)
-    except FileNotFoundError as err:
-        raise DatasetError(f"image {image} has no mask: {path} does not exist") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetError(f"cannot decode mask {path} of image {image}: {err}") from err
+    if not Path(path).exists():
+        raise DatasetError(f"image {image} has no mask: {path} does not exist")
+    with decoding(path, "mask"), Image.open(path) as img:
+        img.load()
+        mask = np.asarray(img)
     if mask.ndim == 3:
         if not all(np.array_equal(mask[..., 0], mask[..., c]) for c in range(1, mask.shape[2])):
             raise DatasetError(

@@ -12,6 +12,7 @@ cannot be read gets its error in the `error` column; the others carry on.
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from stroke.evaluation.overlay import CLASS_COLORS, mask_overlay
 from stroke.hardware import resolve_device, resolve_num_workers
 from stroke.inference.onnx_export import read_onnx_metadata
 from stroke.inference.predictor import resolve_inputs
+from stroke.io import atomic_write_bytes, atomic_write_with, atomic_writer
 from stroke.tasks.segmentation.checkpoint import load_segmenter
 from stroke.tasks.segmentation.inference import (
     MaskPrediction,
@@ -144,13 +146,14 @@ class _OutputWriter:
     def __enter__(self) -> _OutputWriter:
         for folder in (self.csv_path.parent, self.mask_dir, self.overlay_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self._file = self.csv_path.open("w", newline="")
-        self._csv = csv.writer(self._file)
+        # atomic, as every file a command promises: a full disk names the CSV
+        self._writing = atomic_writer(self.csv_path, "w", newline="")
+        self._csv = csv.writer(self._writing.__enter__())
         self._csv.writerow(self.header)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._file.close()
+        self._writing.__exit__(*exc)
 
     @property
     def header(self) -> list[str]:
@@ -174,7 +177,7 @@ class _OutputWriter:
         name = self._unique_name(result.path.stem, ".png")
         mask_path, overlay_path = self.mask_dir / name, self.overlay_dir / name
         _save_mask(result.mask, mask_path)
-        Image.fromarray(mask_overlay(result.image, result.mask)).save(overlay_path)
+        _save_png(Image.fromarray(mask_overlay(result.image, result.mask)), overlay_path)
         self._csv.writerow([*row, str(mask_path), str(overlay_path), ""])
 
     def write_volume(self, result: VolumePrediction) -> None:
@@ -192,8 +195,9 @@ class _OutputWriter:
         overlay_path = self.overlay_dir / self._unique_name(stem, ".png")
         # the input's affine (its voxel grid and spacing), not its header: a CT's intensity
         # scaling would rescale the labels
-        nib.save(nib.Nifti1Image(result.mask, nib.load(str(result.path)).affine), mask_path)
-        Image.fromarray(mask_overlay(result.image, result.slice_mask)).save(overlay_path)
+        mask = nib.Nifti1Image(result.mask, nib.load(str(result.path)).affine)
+        atomic_write_bytes(mask_path, gzip.compress(mask.to_bytes(), compresslevel=6))
+        _save_png(Image.fromarray(mask_overlay(result.image, result.slice_mask)), overlay_path)
         self._csv.writerow([*row, str(mask_path), str(overlay_path), ""])
 
     def _areas(self, counts: np.ndarray) -> np.ndarray:
@@ -235,4 +239,8 @@ def _save_mask(mask: np.ndarray, path: Path) -> None:
     image = Image.fromarray(mask.astype(np.uint8))  # mode L; a palette makes it P
     palette = [0, 0, 0] + [v for color in CLASS_COLORS for v in color]
     image.putpalette(palette + [0] * (768 - len(palette)))
-    image.save(path)
+    _save_png(image, path)
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    atomic_write_with(path, lambda fh: image.save(fh, format="PNG"))

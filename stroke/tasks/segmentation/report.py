@@ -11,7 +11,6 @@ model's class predictions get the classifier's report in `classification/`.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from stroke.evaluation.metrics import bootstrap_intervals, with_intervals
 from stroke.evaluation.patient import has_patient_groups
 from stroke.evaluation.plots import plot_slice_gallery, plot_volume_agreement
 from stroke.evaluation.report import format_estimate, write_evaluation
+from stroke.io import atomic_write_json, atomic_write_text, atomic_writer
 from stroke.tasks.segmentation.metrics import (
     COUNT_FIELDS,
     METRICS,
@@ -137,8 +137,8 @@ def evaluate_segmentation(
         result["classification"] = _classification(
             net, datamodule, test, out, config, context, device
         )
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False))
-    (out / "report.md").write_text(_markdown(result, figures, lesion_classes))
+    atomic_write_json(out / "metrics.json", result, allow_nan=False)
+    atomic_write_text(out / "report.md", _markdown(result, figures, lesion_classes))
     return result
 
 
@@ -271,7 +271,7 @@ def _classification(net, datamodule, test, out: Path, config, context, device) -
 
 def _write_volumes_csv(path: Path, volumes: Mapping[str, object]) -> None:
     unit = volumes["unit"]
-    with path.open("w", newline="") as fh:
+    with atomic_writer(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             ["patient_id", f"true_volume_{unit}", f"predicted_volume_{unit}", "difference"]
@@ -290,7 +290,7 @@ def _write_volumes_csv(path: Path, volumes: Mapping[str, object]) -> None:
 def _write_slices_csv(path: Path, test: SegmentationPredictions, datamodule) -> None:
     """One row per slice: its file, patient, true and predicted lesion pixels, Dice."""
     dice = test.slice_dice
-    with path.open("w", newline="") as fh:
+    with atomic_writer(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(
             [
