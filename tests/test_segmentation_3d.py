@@ -237,3 +237,21 @@ def test_predict_on_a_dicom_series_writes_the_label_volume_on_the_series_grid(vo
         voxel_ml = abs(np.linalg.det(mask.affine[:3, :3])) / 1000
         labels = np.asarray(mask.dataobj)
         assert float(row["infarct_ml"]) == pytest.approx((labels == 2).sum() * voxel_ml, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.cache=ram", "data.cache='ram'"),
+        ("data.memory_budget_mb=0", "data.memory_budget_mb=0"),
+    ],
+)
+def test_a_bad_3d_data_key_is_one_line_before_any_scan_is_read(override, named, tmp_path):
+    result = run_module(
+        "stroke.cli.train", *TINY_3D, f"data.root={tmp_path}", override,
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and named in lines[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from stroke.errors import ConfigError
+from stroke.io import atomic_write_text
 
 #: intensity schemes and the keys each needs
 INTENSITY_SCHEMES = {"ct": ("clip", "mean", "std"), "window": ("level", "width"), "zscore": ()}
@@ -218,10 +219,7 @@ def write_plan(plan: VolumePlan, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = _HEADER + yaml.safe_dump(plan.as_dict(), sort_keys=False, default_flow_style=None)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def read_plan(path: Path) -> VolumePlan:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import lightning as L
+from hydra.utils import get_class
 from torch import nn
 
 from stroke.checkpoint import read_checkpoint
@@ -237,14 +238,29 @@ def check_config(cfg, ckpt_path: str | None = None) -> dict | None:
     Returns the checkpoint to resume from, already read safely (or None)."""
     if cfg.get("trainer"):
         check_trainer_config(cfg.trainer)
-    check(cfg, training_constraints())
+    check(cfg, training_constraints(cfg.get("data")))
     return check_resume_checkpoint(ckpt_path) if cfg.get("train", True) else None
 
 
-def training_constraints() -> dict[str, Any]:
+def training_constraints(data_cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every declared constraint of stroke-train's keys, dotted: the model, optimizer,
-    trainer and evaluation groups' (stroke.parameters) and the data group's settings'."""
-    return {**TRAINING, **{f"data.{key}": c for key, c in DATA_CONSTRAINTS.items()}}
+    trainer and evaluation groups' (stroke.parameters) and the data group's: the settings
+    groups' of the 2-D datamodule, or the `CONSTRAINTS` a datamodule class declares itself
+    (the 3-D one, whose keys are others)."""
+    return {**TRAINING, **{f"data.{key}": c for key, c in data_constraints(data_cfg).items()}}
+
+
+def data_constraints(data_cfg: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The declared constraints of the `data.*` keys of the datamodule `data_cfg` builds."""
+    target = (data_cfg or {}).get("_target_") if isinstance(data_cfg, Mapping) else None
+    if target:
+        try:
+            declared = getattr(get_class(str(target)), "CONSTRAINTS", None)
+        except Exception:  # a bad _target_ is reported where the datamodule is built
+            declared = None
+        if declared is not None:
+            return declared
+    return DATA_CONSTRAINTS
 
 
 def checkpoint_monitor(cfg) -> str | None:

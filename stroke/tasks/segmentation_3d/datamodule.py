@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from stroke.config import cache_home
 from stroke.data.audit import check_files
 from stroke.data.folds import assign_fold
-from stroke.data.leakage import leakage_summary, write_leakage_csv
+from stroke.data.leakage import leakage_summary, resolve_leakage_mode, write_leakage_csv
 from stroke.data.leakage_store import check_leakage
 from stroke.data.samples import SPLITS, Sample, write_splits_csv
 from stroke.data.splits import assign_splits, check_no_patient_overlap
@@ -38,6 +38,7 @@ from stroke.data.volume_planner import plan_volumes
 from stroke.data.volume_source import VolumeSource
 from stroke.errors import ConfigError, DatasetError
 from stroke.hardware import pin_memory, resolve_num_workers
+from stroke.parameters import FRACTION, WORKERS, Boolean, Choice, Integer, Number
 from stroke.tasks.base import plain_values
 from stroke.tasks.segmentation_3d.transforms import (
     IMAGE,
@@ -90,6 +91,19 @@ class VolumeSegmentationDataModule(L.LightningDataModule):
         num_workers: loader processes (auto: one per spare CPU).
         train_transform: a VolumeAugmentation (augmentation=volume); null: patches only.
     """
+
+    #: the `data.*` keys stroke-train checks before reading any scan (stroke.parameters)
+    CONSTRAINTS: ClassVar[dict[str, Any]] = {
+        "batch_size": Integer(1, also=(None,)),
+        "patches_per_volume": Integer(1),
+        "memory_budget_mb": Number(above=0, also=(None,)),
+        "val_fraction": FRACTION,
+        "test_fraction": FRACTION,
+        "seed": Integer(),
+        "cache": Choice(CACHES),
+        "num_workers": WORKERS,
+        "pin_memory": Boolean(also=(None,)),
+    }
 
     def __init__(
         self,
@@ -159,7 +173,7 @@ class VolumeSegmentationDataModule(L.LightningDataModule):
             "fold_split": fold_split,
             "seed": seed,
         }
-        self.leakage = leakage
+        self.leakage = resolve_leakage_mode(leakage)
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else cache_home() / "volumes"
         self.num_workers = resolve_num_workers(num_workers, cached=cache != "none")
