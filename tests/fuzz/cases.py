@@ -255,7 +255,9 @@ def checkpoint_cases() -> Iterator[Case]:
 
 
 # -- folders and paths given to the commands --------------------------------------------------
-def _folder_case(command: str, make: Callable[[Workspace, Path], list[str]]):
+def _folder_case(
+    command: str, make: Callable[[Workspace, Path], list[str]], mentions: str | None = None
+):
     def prepare(ws: Workspace, case_dir: Path) -> Prepared:
         run = case_dir / "run"
         args = make(ws, case_dir)
@@ -265,7 +267,7 @@ def _folder_case(command: str, make: Callable[[Workspace, Path], list[str]]):
             out = case_dir / "predictions.csv"
             return Prepared([f"ckpt_path={ws.checkpoint}", *args, f"output_csv={out}",
                              "num_workers=0", f"hydra.run.dir={run}"], [out])  # fmt: skip
-        return Prepared(args, [])
+        return Prepared(args, [], mentions)
 
     return prepare
 
@@ -323,7 +325,7 @@ def folder_cases() -> Iterator[Case]:
     yield Case("folders", "cv/corrupt_metrics_json", "cv",
                _folder_case("cv", _sweep_with_corrupt_metrics))  # fmt: skip
     yield Case("folders", "runs/corrupt_status_json", "runs",
-               _folder_case("runs", _runs_with_corrupt_status))  # fmt: skip
+               _folder_case("runs", _runs_with_corrupt_status, "cannot be read"))  # fmt: skip
 
 
 def _mkdir(path: Path) -> Path:

@@ -308,10 +308,7 @@ def checkpoint_variants(real: Path) -> dict[str, Writer]:
         return write
 
     def bump_version(content: dict) -> None:
-        for key in list(content):
-            if "version" in key and isinstance(content[key], int):
-                content[key] = 999
-        content.setdefault("stroke_format", 999)
+        content["stroke"]["format_version"] = 999  # a newer stroke's checkpoint
 
     def other_head(content: dict) -> None:
         name = [k for k, v in content["state_dict"].items() if v.ndim == 2][-1]
