@@ -34,12 +34,14 @@ class Integer:
         ok = isinstance(value, int) and not isinstance(value, bool)
         ok = ok and (self.minimum is None or value >= self.minimum)
         ok = ok and (self.maximum is None or value <= self.maximum)
-        return None if ok else f"an integer {self._range()}{self._also()}"
+        return None if ok else f"an integer{self._range()}{self._also()}"
 
     def _range(self) -> str:
         if self.minimum is not None and self.maximum is not None:
-            return f"in {self.minimum}..{self.maximum}"
-        return f">= {self.minimum}" if self.minimum is not None else f"<= {self.maximum}"
+            return f" in {self.minimum}..{self.maximum}"
+        if self.minimum is not None:
+            return f" >= {self.minimum}"
+        return f" <= {self.maximum}" if self.maximum is not None else ""
 
     def _also(self) -> str:
         return "".join(f" or {'null' if v is None else repr(v)}" for v in self.also)
@@ -141,8 +143,6 @@ SERVE = {
     "threshold": Probability(also=("auto", "argmax", None)),
     "tta": Choice((None, True, False)),
 }
-#: stroke-eval's keys
-EVAL = {"seed": Integer()}
 
 #: stroke-train's keys of the model, optimizer, trainer and evaluation groups (the data
 #: group's are its settings'); a key a config does not have is not checked
@@ -173,6 +173,8 @@ TRAINING = {
     "evaluation.calibration_bins": Integer(1),
     "evaluation.gallery_size": Integer(0),
 }
+#: stroke-eval's keys: its seed and the evaluation group it shares with stroke-train
+EVAL = {"seed": Integer(), **{k: c for k, c in TRAINING.items() if k.startswith("evaluation.")}}
 
 
 _ABSENT = object()

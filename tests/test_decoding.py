@@ -150,3 +150,25 @@ def test_stroke_predict_names_a_bomb_in_its_row_and_predicts_the_rest(trained_ru
     rows = {row["path"]: row for row in csv.DictReader(out.open())}
     assert len(rows) == 3 and sum(bool(r["error"]) for r in rows.values()) == 1
     assert "decompression-bomb limit" in rows[str(bomb)]["error"]
+
+
+def test_a_float_image_with_nan_pixels_is_refused(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "nan.tif"
+    Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32)).save(path)
+    with pytest.raises(DatasetError, match=r"nan\.tif holds NaN or infinite values"):
+        read_image(path, in_chans=1)
+
+
+def test_nifti_nan_voxels_read_as_background_and_an_all_nan_slice_is_refused(tmp_path):
+    from stroke.data.nifti import read_axial_slice
+
+    data = ct_volume(n_slices=2, size=16).astype(np.float32)
+    data[:4, :, 0] = np.nan
+    data[:, :, 1] = np.nan
+    path = write_volume(tmp_path / "v.nii.gz", data)
+    first = read_axial_slice(path, 0)
+    assert np.isfinite(first).all() and first.min() == np.nanmin(data[:, :, 0])
+    with pytest.raises(DatasetError, match=r"v\.nii\.gz: axial slice 1 holds no finite value"):
+        read_axial_slice(path, 1)

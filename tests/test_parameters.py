@@ -83,3 +83,17 @@ def test_the_training_declaration_covers_the_keys_users_set_most():
                 "data.image_size", "model.optimizer.lr", "trainer.max_epochs",
                 "evaluation.target_sensitivity"):  # fmt: skip
         assert key in declared, key
+
+
+def test_stroke_eval_checks_its_declared_keys_before_reading_the_checkpoint(tmp_path, capsys):
+    """Found by the fuzzing harness: EVAL was declared but stroke-eval never checked it."""
+    from commands import run_main
+
+    from stroke.cli import eval as eval_cli
+
+    args = [f"ckpt_path={tmp_path / 'none.ckpt'}", "seed=abc", "evaluation.n_boot=-1"]
+    code, _, err = run_main(eval_cli.main, *args, f"hydra.run.dir={tmp_path}", capsys=capsys)
+    assert code == 2, err[-2000:]
+    assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == [
+        "error: seed='abc': expected an integer"
+    ]

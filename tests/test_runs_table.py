@@ -96,6 +96,17 @@ def test_a_run_whose_process_is_gone_is_failed_not_running(tmp_path):
     assert run.status == "failed" and "ended without a result" in run.error
 
 
+def test_a_run_whose_records_are_damaged_is_failed_saying_so_not_running(tmp_path):
+    """Found by the fuzzing harness: an unreadable status.json read as 'running'."""
+    run = tmp_path / "a"
+    run.mkdir()
+    (run / "status.json").write_bytes(b"\xff\xfe{not json")
+    (run / "metrics.json").write_text("[1, 2")
+    (record,) = collect_runs(tmp_path)
+    assert record.status == "failed"
+    assert record.error == "status.json and metrics.json cannot be read (not JSON)"
+
+
 def test_cli_prints_table_markdown_and_plot(sweep_dir, tmp_path, capsys):
     cfg = compose_config("runs", [f"path={sweep_dir}", "sort=test/accuracy"])
     assert print_table(cfg) == 0

@@ -18,6 +18,7 @@ from stroke.checkpoint import run_config_of
 from stroke.cli.errors import command
 from stroke.cli.positional import replaced_dicts
 from stroke.config import CONFIG_PATH
+from stroke.parameters import EVAL, check
 from stroke.runs.checkpoints import checkpoint_paths
 from stroke.tasks.registry import task_of_checkpoints
 from stroke.warnings_filter import quiet_third_party_warnings
@@ -47,6 +48,7 @@ def data_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[Di
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, object]:
     """The report of the checkpoint's task on the data it was trained on (or `data.*`)."""
+    check(cfg, EVAL)
     paths = checkpoint_paths(cfg.ckpt_path)
     task = task_of_checkpoints(paths)
     overrides = _cli_overrides()

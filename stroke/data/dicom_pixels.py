@@ -42,7 +42,10 @@ class _DecoderTracebacks(logging.Filter):
         return not (record.exc_info and f"{os.sep}decoders{os.sep}" in record.pathname)
 
 
-logging.getLogger("pydicom").addFilter(_DecoderTracebacks())
+# pydicom's decoders log to their module's logger (pydicom.pixels.decoders.base), whose
+# records a filter on the "pydicom" logger would not see
+for _name in ("pydicom", "pydicom.pixels.decoders.base"):
+    logging.getLogger(_name).addFilter(_DecoderTracebacks())
 
 #: What to `pip install` for each family of compressed transfer syntaxes.
 _DECODER_PACKAGES = {

@@ -29,7 +29,7 @@ def read_image(path: str | Path, in_chans: int) -> np.ndarray:
             raise DatasetError(f"image file {path} is empty (0 bytes)")
         with Image.open(path) as img:
             img.load()
-            array = _to_uint8(img)
+            array = _to_uint8(img, path)
     if array.ndim == 2:
         array = array[:, :, None]
     if in_chans == 1 and array.shape[2] == 3:
@@ -39,11 +39,16 @@ def read_image(path: str | Path, in_chans: int) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _to_uint8(img: Image.Image) -> np.ndarray:
+def _to_uint8(img: Image.Image, path: Path) -> np.ndarray:
     """A PIL image as uint8 array, 2-D for grayscale, HxWx3 for colour."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all():  # NaN would cast to an arbitrary grey, silently
+            raise DatasetError(
+                f"image {path} holds NaN or infinite values ({mode} pixels); export it with "
+                "finite values"
+            )
         lo, hi = float(values.min()), float(values.max())
         scaled = (values - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(values)
         return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

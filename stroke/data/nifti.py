@@ -74,6 +74,7 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     img = _open_volume(str(path))
     with decoding(path, "NIfTI volume"):  # a truncated or corrupt stream fails here
         plane = np.asarray(img.dataobj[axial_slicer(path, index)], dtype=np.float32)
+    plane = _finite(plane, path, index)
     in_plane = [a for a in range(3) if a != axial]
     if int(ornt[in_plane[0], 0]) == 1:  # voxel axes are (A/P, R/L): make them (R/L, A/P)
         plane, in_plane = plane.T, in_plane[::-1]
@@ -84,6 +85,21 @@ def read_axial_slice(path: Path, index: int) -> np.ndarray:
     # plane[x, y] with x to the right, y to the front; rows anterior first, columns from
     # the patient's right: the radiological view of a DICOM axial slice
     return np.ascontiguousarray(plane.T[::-1, ::-1])
+
+
+def _finite(plane: np.ndarray, path: Path, index: int) -> np.ndarray:
+    """NaN or infinite voxels (outside the field of view, in some exports) read as the
+    slice's lowest finite value, its background; a slice with none is an error, never an
+    arbitrary grey."""
+    finite = np.isfinite(plane)
+    if finite.all():
+        return plane
+    if not finite.any():
+        raise DatasetError(
+            f"NIfTI volume {path}: axial slice {index} holds no finite value (all NaN or "
+            "infinite); fix the export, or leave the volume out"
+        )
+    return np.where(finite, plane, plane[finite].min()).astype(np.float32)
 
 
 def axial_slicer(path: Path, index: int) -> tuple:

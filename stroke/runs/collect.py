@@ -78,6 +78,9 @@ def read_run(run_dir: Path, root: Path | None = None) -> RunRecord:
     summary = _read_json(run_dir / "metrics.json") or {}
     status_record = read_status(run_dir) or {}
     status, error = _status(summary, status_record)
+    damaged = [name for name in ("status.json", "metrics.json") if _unreadable(run_dir / name)]
+    if damaged and status == RUNNING:  # not a run in progress: one whose record is damaged
+        status, error = FAILED, f"{' and '.join(damaged)} cannot be read (not JSON)"
     metrics = {
         k: float(v)
         for k, v in (summary.get("metrics") or {}).items()
@@ -152,6 +155,11 @@ def _load_yaml(text: str) -> Any:
     """`yaml.safe_load` through libyaml when PyYAML has it: a run's config.yaml parses
     about ten times faster, which is most of the table's time over a thousand runs."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _unreadable(path: Path) -> bool:
+    """A file that exists but holds no JSON object (damaged, truncated, another format)."""
+    return path.is_file() and not isinstance(_read_json(path), dict)
 
 
 def _read_json(path: Path) -> dict | None:
