@@ -4,7 +4,7 @@
     stroke-synth layout=volumes
     stroke-train experiment=lesion_segmentation_3d hydra.run.dir=outputs/compare/stroke
     python experiments/nnunet_compare.py --stroke-run outputs/compare/stroke \
-        --work outputs/compare/nnunet --epochs 20 --iterations 21
+        --work outputs/compare/nnunet --epochs 1000 --iterations 21 --time-budget 959
 
 What it does:
 1. reads the stroke run's `splits.csv` (its patient-grouped train/val/test) and writes the
@@ -12,8 +12,9 @@ What it does:
    `dataset.json`), with stroke's train/val as nnU-Net's fold 0 (`splits_final.json`);
 2. runs nnU-Net's own fingerprint, planning and preprocessing (`nnUNetv2_plan_and_preprocess`);
 3. trains each configuration (3d_fullres, 2d) with nnU-Net's trainer, shortened to
-   `--epochs` x `--iterations` (nnU-Net's default is 1000 x 250), on the CPU unless
-   `--device cuda`; with the defaults it draws as many 3-D patches as the stroke preset;
+   `--epochs` x `--iterations` (nnU-Net's default is 1000 x 250) and, with `--time-budget`,
+   stopped after the first epoch past that many seconds (the stroke run's wall time: the
+   same time for both); on the CPU unless `--device cuda`;
 4. predicts the test scans with each (nnU-Net's predictor: sliding window, Gaussian, mirroring)
    and with the stroke run's checkpoint, and scores all of them with
    `stroke.evaluation.lesions.volume_scores` (Dice, lesion F1, absolute volume difference),
