@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install browser data train test lint clean-venv
+.PHONY: install browser data train test fuzz lint clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(ARGS)
+
+# the fuzzing harness, every case (docs/reliability.md#the-fuzzing-harness); make test runs
+# its fast subset. ARGS: --kind csv, --jobs 4, --keep DIR ...
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stroke tests

@@ -22,7 +22,7 @@ from .verdicts import ACCEPTED, CLEAR, HANG, LOUD, SILENT, TRACEBACK, UNCLEAR, v
 
 #: deterministic in CI: the same examples on every run (`python -m tests.fuzz` for the rest)
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
