@@ -154,16 +154,17 @@ def test_min_lesion_size_is_chosen_on_validation_scans():
 
 
 def test_stroke_eval_scores_the_runs_test_scans_again(volume_run, tmp_path):
+    trained = json.loads((volume_run / "eval" / "metrics.json").read_text())
+    # the checkpoint the run's report scored (the best epoch, not always the last)
     result = run_module(
         "stroke.cli.eval",
-        f"ckpt_path={volume_run / 'checkpoints' / 'last.ckpt'}",
+        f"ckpt_path={trained['context']['checkpoint']}",
         "evaluation.n_boot=20",
         f"hydra.run.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "lesion F1" in result.stdout
     again = json.loads((tmp_path / "metrics.json").read_text())
-    trained = json.loads((volume_run / "eval" / "metrics.json").read_text())
     # the same split and plan from the checkpoint alone: the same test Dice
     key = "dice/any"
     assert again["volume_level"][key]["value"] == pytest.approx(
